@@ -1,0 +1,355 @@
+/**
+ * apsctl: the admin CLI. Works with or without apsd running: it writes the state database
+ * (apsd reads it per request, so changes take effect at the next fetch) and reads the same
+ * ini files as apsd.
+ */
+import { parseArgs } from 'node:util';
+import path from 'node:path';
+import { DEFAULT_VENDORS_DIR, checkTemplates } from '../app.js';
+import { configDirFrom, loadConfig, type Config } from '../config/index.js';
+import { ApsError, isApsError } from '../errors.js';
+import { macColon, requireMac, type Mac } from '../mac.js';
+import { Renderer } from '../render/index.js';
+import { buildView } from '../render/view.js';
+import { Store, type DeviceRow } from '../store/index.js';
+import { VendorRegistry, fileNameFor } from '../vendors/registry.js';
+import { table } from './table.js';
+
+const USAGE = `usage: apsctl [--config DIR] [--vendors DIR] [--json] COMMAND ...
+
+devices
+  device add <mac> --tenant T --template NAME [--model M] [--label L]
+  device list [--tenant T] [--state unprovisioned|provisioned|disabled] [--vendor V]
+  device show <mac>
+  device remove <mac>
+  line set <mac> <n> --extension E [--label L] [--cid-source pai-from|from|rpid|pai]
+                     [--local-port PORT|LOW-HIGH] [--srtp]
+  line remove <mac> <n>
+files
+  render <mac> [<file>]     print exactly what the phone would get (no proof needed here)
+catalogue
+  vendor list               vendors, their models, files and DHCP classes
+  template list             hardware templates in templates.d
+  config check              validate every ini file, template and vendor; show warnings
+
+MAC forms: 80:5e:c0:12:34:56, 80-5E-C0-12-34-56, 805e.c012.3456, 805EC0123456.
+--json prints machine-readable output on every command that prints data.
+Exit status: 0 success, 1 error (message names the file, line and key), 2 usage.`;
+
+const CID_SOURCES = ['pai-from', 'from', 'rpid', 'pai'];
+
+interface Ctx {
+  config: Config;
+  registry: VendorRegistry;
+  store?: Store;
+  json: boolean;
+}
+
+function out(s: string) {
+  process.stdout.write(s);
+}
+
+function usage(msg: string): never {
+  throw new ApsError('APS_ERR_USAGE', msg, { expected: 'see apsctl --help' });
+}
+
+function openStore(ctx: Ctx): Store {
+  if (!ctx.store) ctx.store = Store.open(ctx.config.settings.server.stateDir);
+  return ctx.store;
+}
+
+function deviceJson(d: DeviceRow, store: Store) {
+  return {
+    mac: d.mac, tenant: d.tenant, vendor: d.vendor, model: d.model, template: d.template, state: d.state,
+    label: d.label, source: d.source, created: new Date(d.created_at).toISOString(), updated: new Date(d.updated_at).toISOString(),
+    seen: d.seen_at ? new Date(d.seen_at).toISOString() : null, lastIp: d.last_ip,
+    lines: store.lines(d.mac).map((l) => ({ line: l.idx, extension: l.extension, label: l.label, cidSource: l.cid_source, localPort: l.local_port, srtp: l.srtp === 1 })),
+  };
+}
+
+function needDevice(store: Store, mac: Mac): DeviceRow {
+  const d = store.device(mac);
+  if (!d) throw new ApsError('APS_ERR_NOT_FOUND', `no device ${macColon(mac)}`, { expected: 'a MAC from apsctl device list' });
+  return d;
+}
+
+function deviceAdd(ctx: Ctx, pos: string[], o: Record<string, string | boolean | undefined>) {
+  if (pos.length !== 1) usage('device add takes one MAC');
+  const mac = requireMac(pos[0]);
+  const tenant = o.tenant as string | undefined;
+  const tplName = o.template as string | undefined;
+  if (!tenant) usage('device add needs --tenant T');
+  if (!tplName) usage('device add needs --template NAME');
+  if (!ctx.config.tenants.has(tenant)) {
+    throw new ApsError('APS_ERR_NOT_FOUND', `no tenant "${tenant}"`, { expected: `one of ${[...ctx.config.tenants.keys()].join(', ')} (tenants.d/<id>.ini)` });
+  }
+  const tpl = ctx.config.templates.get(tplName);
+  if (!tpl) throw new ApsError('APS_ERR_NOT_FOUND', `no template "${tplName}"`, { expected: `one of ${[...ctx.config.templates.keys()].join(', ') || '(none: add templates.d/<name>.ini)'}` });
+  if (tpl.tenant !== '*' && tpl.tenant !== tenant) {
+    throw new ApsError('APS_ERR_USAGE', `template "${tplName}" belongs to tenant ${tpl.tenant}, not ${tenant}`, { expected: 'a global template (tenant = *) or one of this tenant' });
+  }
+  const vendor = ctx.registry.get(tpl.vendor)!;
+  const modelName = (o.model as string | undefined) ?? tpl.model;
+  const model = ctx.registry.model(vendor.id, modelName);
+  if (!model) throw new ApsError('APS_ERR_NOT_FOUND', `${vendor.name} has no model "${modelName}"`, { expected: `one of ${vendor.models.map((m) => m.id).join(', ')}` });
+  const ouiVendor = ctx.registry.vendorOfMac(mac);
+  const store = openStore(ctx);
+  const d = store.addDevice({ mac, tenant, vendor: vendor.id, model: model.id, template: tpl.name, label: (o.label as string) ?? '', state: 'provisioned', source: 'cli' });
+  if (ctx.json) out(JSON.stringify(deviceJson(d, store), null, 2) + '\n');
+  else {
+    out(`added ${macColon(mac)}: ${vendor.name} ${model.id}, tenant ${tenant}, template ${tpl.name}\n`);
+    if (ouiVendor && ouiVendor.id !== vendor.id) out(`note: the OUI of ${macColon(mac)} belongs to ${ouiVendor.name}, not ${vendor.name}\n`);
+    if (!ouiVendor) out(`note: the OUI of ${macColon(mac)} is not one ${vendor.name} is known to use\n`);
+  }
+}
+
+function deviceList(ctx: Ctx, o: Record<string, string | boolean | undefined>) {
+  const store = openStore(ctx);
+  const state = o.state as string | undefined;
+  if (state && !['unprovisioned', 'provisioned', 'disabled'].includes(state)) usage(`--state ${state}: expected unprovisioned, provisioned or disabled`);
+  const rows = store.devices({ tenant: o.tenant as string, state: state as never, vendor: o.vendor as string });
+  if (ctx.json) {
+    out(JSON.stringify(rows.map((d) => deviceJson(d, store)), null, 2) + '\n');
+    return;
+  }
+  if (!rows.length) {
+    out('no devices\n');
+    return;
+  }
+  out(table(['MAC', 'TENANT', 'VENDOR', 'MODEL', 'TEMPLATE', 'STATE', 'LINE 1', 'LABEL', 'LAST SEEN'], rows.map((d) => {
+    const l1 = store.lines(d.mac)[0];
+    return [macColon(d.mac), d.tenant, d.vendor, d.model, d.template ?? '-', d.state, l1?.extension ?? '-', d.label || '-', d.seen_at ? new Date(d.seen_at).toISOString() : '-'];
+  })));
+}
+
+function deviceShow(ctx: Ctx, pos: string[]) {
+  if (pos.length !== 1) usage('device show takes one MAC');
+  const store = openStore(ctx);
+  const d = needDevice(store, requireMac(pos[0]));
+  const j = deviceJson(d, store);
+  if (ctx.json) {
+    out(JSON.stringify(j, null, 2) + '\n');
+    return;
+  }
+  const v = ctx.registry.get(d.vendor);
+  const m = ctx.registry.model(d.vendor, d.model);
+  out(`mac:       ${macColon(d.mac)}\nvendor:    ${v?.name ?? d.vendor}\nmodel:     ${d.model}\ntenant:    ${d.tenant}\ntemplate:  ${d.template ?? '-'}\nstate:     ${d.state}\nlabel:     ${d.label || '-'}\nsource:    ${d.source}\ncreated:   ${j.created}\nupdated:   ${j.updated}\nlast seen: ${j.seen ?? '-'}${d.last_ip ? ` from ${d.last_ip}` : ''}\n`);
+  if (v && m) {
+    out('files:\n');
+    for (const f of v.compiledFiles) {
+      out(`  ${fileNameFor(f.spec, d.mac, m.code).padEnd(28)} ${f.spec.secrets ? 'holds secrets: needs proof' : 'no secrets'}\n`);
+    }
+  }
+  out(j.lines.length ? table(['LINE', 'EXTENSION', 'LABEL', 'CID SOURCE', 'LOCAL PORT', 'SRTP'], j.lines.map((l) => [l.line, l.extension, l.label || '-', l.cidSource, l.localPort || '-', l.srtp ? 'yes' : 'no'])) : 'no lines assigned\n');
+}
+
+function deviceRemove(ctx: Ctx, pos: string[]) {
+  if (pos.length !== 1) usage('device remove takes one MAC');
+  const mac = requireMac(pos[0]);
+  const store = openStore(ctx);
+  if (!store.removeDevice(mac)) throw new ApsError('APS_ERR_NOT_FOUND', `no device ${macColon(mac)}`);
+  if (ctx.json) out(JSON.stringify({ removed: mac }) + '\n');
+  else out(`removed ${macColon(mac)}\n`);
+}
+
+function lineSet(ctx: Ctx, pos: string[], o: Record<string, string | boolean | undefined>) {
+  if (pos.length !== 2) usage('line set takes a MAC and a line number');
+  const mac = requireMac(pos[0]);
+  if (!/^\d{1,2}$/.test(pos[1]) || Number(pos[1]) < 1) usage(`"${pos[1]}" is not a line number (1, 2, ...)`);
+  const idx = Number(pos[1]);
+  const extension = o.extension as string | undefined;
+  if (!extension) usage('line set needs --extension E');
+  const store = openStore(ctx);
+  const d = needDevice(store, mac);
+  const model = ctx.registry.model(d.vendor, d.model);
+  if (model && idx > model.lines) throw new ApsError('APS_ERR_USAGE', `a ${d.model} has ${model.lines} lines; there is no line ${idx}`, { expected: `1..${model.lines}` });
+  const ext = ctx.config.extensions.get(`${d.tenant}/${extension}`);
+  if (!ext) throw new ApsError('APS_ERR_NOT_FOUND', `extension ${extension} does not exist in tenant ${d.tenant}`, { expected: 'an [<number>] section with tenant = ' + d.tenant + ' in extensions.d/*.ini' });
+  const holder = store.lineWithExtension(d.tenant, extension);
+  if (holder && !(holder.mac === mac && holder.idx === idx)) {
+    throw new ApsError('APS_ERR_EXISTS', `extension ${extension} is already line ${holder.idx} of ${macColon(holder.mac)}`, { expected: 'a free extension (apsctl device list)' });
+  }
+  const cid = (o['cid-source'] as string | undefined) ?? 'from';
+  if (!CID_SOURCES.includes(cid)) usage(`--cid-source ${cid}: expected one of ${CID_SOURCES.join(', ')}`);
+  const lp = (o['local-port'] as string | undefined) ?? '';
+  if (lp) {
+    const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(lp);
+    const lo = m ? Number(m[1]) : 0;
+    const hi = m?.[2] ? Number(m[2]) : lo;
+    if (!m || lo < 1024 || hi > 65535 || hi < lo) usage(`--local-port ${lp}: expected a port or a range from 1024 to 65535, e.g. 5062 or 10000-20000`);
+  }
+  store.setLine({ mac, idx, extension, label: (o.label as string) ?? '', cid_source: cid, local_port: lp, srtp: o.srtp === true });
+  if (ctx.json) out(JSON.stringify(deviceJson(store.device(mac)!, store), null, 2) + '\n');
+  else out(`line ${idx} of ${macColon(mac)} is extension ${extension} (${ext.name || ext.number})\n`);
+}
+
+function lineRemove(ctx: Ctx, pos: string[]) {
+  if (pos.length !== 2) usage('line remove takes a MAC and a line number');
+  const mac = requireMac(pos[0]);
+  const store = openStore(ctx);
+  needDevice(store, mac);
+  if (!store.removeLine(mac, Number(pos[1]))) throw new ApsError('APS_ERR_NOT_FOUND', `line ${pos[1]} of ${macColon(mac)} is not assigned`);
+  out(ctx.json ? JSON.stringify({ removed: { mac, line: Number(pos[1]) } }) + '\n' : `removed line ${pos[1]} of ${macColon(mac)}\n`);
+}
+
+function render(ctx: Ctx, pos: string[]) {
+  if (pos.length < 1 || pos.length > 2) usage('render takes a MAC and optionally a file name');
+  const store = openStore(ctx);
+  const d = needDevice(store, requireMac(pos[0]));
+  const v = ctx.registry.get(d.vendor);
+  const model = ctx.registry.model(d.vendor, d.model);
+  if (!v || !model) throw new ApsError('APS_ERR_VENDOR', `device ${d.mac} names vendor ${d.vendor} model ${d.model}, which the vendor data does not have`);
+  const renderer = new Renderer({ registry: ctx.registry, store, config: () => ctx.config, generation: () => 1 });
+  const names = v.compiledFiles.map((f) => ({ f, name: fileNameFor(f.spec, d.mac, model.code) }));
+  const wanted = pos[1] ? names.filter((n) => n.name === pos[1] || n.name.toLowerCase() === pos[1].toLowerCase()) : names;
+  if (pos[1] && !wanted.length) {
+    throw new ApsError('APS_ERR_NOT_FOUND', `a ${v.name} ${model.id} does not ask for ${pos[1]}`, { expected: `one of ${names.map((n) => n.name).join(', ')}` });
+  }
+  const results = wanted.map(({ f, name }) => {
+    const r = renderer.renderUncached(f, model, f.scope === 'device' ? d : undefined);
+    return { name, secrets: f.spec.secrets, warnings: r.warnings, body: r.body.toString('utf8') };
+  });
+  if (ctx.json) {
+    out(JSON.stringify(results, null, 2) + '\n');
+    return;
+  }
+  if (pos[1]) {
+    out(results[0].body);
+  } else {
+    for (const r of results) out(`==> ${r.name} <==${r.secrets ? ' (holds secrets)' : ''}\n${r.body}${r.body.endsWith('\n') ? '' : '\n'}\n`);
+  }
+  for (const r of results) for (const w of r.warnings) process.stderr.write(`warning: ${r.name}: ${w}\n`);
+}
+
+function vendorList(ctx: Ctx) {
+  const vs = ctx.registry.list();
+  if (ctx.json) {
+    out(JSON.stringify(vs.map((v) => ({
+      id: v.id, name: v.name, ouis: v.ouis, models: v.models.map((m) => ({ id: m.id, lines: m.lines, keys: m.keys })),
+      files: v.files.map((f) => ({ name: f.name, secrets: f.secrets })), vendorClasses: v.vendorClasses.map((c) => ({ match: c.match, value: c.value })),
+      resync: v.resync,
+    })), null, 2) + '\n');
+    return;
+  }
+  out(table(['VENDOR', 'NAME', 'MODELS', 'FILES'], vs.map((v) => [v.id, v.name, v.models.map((m) => m.id).join(' '), v.files.map((f) => f.name + (f.secrets ? '*' : '')).join(' ')])));
+  out('(* = holds secrets: served only with proof)\n');
+}
+
+function templateList(ctx: Ctx) {
+  const ts = [...ctx.config.templates.values()];
+  if (ctx.json) {
+    out(JSON.stringify(ts.map((t) => ({ name: t.name, vendor: t.vendor, model: t.model, tenant: t.tenant, firmware: t.firmware, file: t.file })), null, 2) + '\n');
+    return;
+  }
+  if (!ts.length) {
+    out(`no templates (add ${ctx.config.dir ?? '/etc/aps'}/templates.d/<name>.ini)\n`);
+    return;
+  }
+  out(table(['TEMPLATE', 'VENDOR', 'MODEL', 'TENANT', 'FIRMWARE', 'FILE'], ts.map((t) => [t.name, t.vendor, t.model, t.tenant === '*' ? '* (global)' : t.tenant, t.firmware || '-', t.file])));
+}
+
+function configCheck(ctx: Ctx) {
+  const problems: string[] = [...ctx.config.warnings];
+  for (const t of ctx.config.templates.values()) {
+    const v = ctx.registry.get(t.vendor)!;
+    const m = ctx.registry.model(v.id, t.model)!;
+    const tenant = ctx.config.tenants.get(t.tenant === '*' ? 'default' : t.tenant)!;
+    const w = { warnings: [] as string[] };
+    buildView({ config: ctx.config, vendor: v, model: m, tenant, template: t }, w);
+    for (const x of w.warnings) problems.push(`${t.file}: ${x}`);
+  }
+  const store = ctx.store ?? tryStore(ctx);
+  if (store) {
+    for (const d of store.devices()) {
+      if (!ctx.config.tenants.has(d.tenant)) problems.push(`device ${macColon(d.mac)}: tenant ${d.tenant} no longer exists`);
+      if (d.template && !ctx.config.templates.has(d.template)) problems.push(`device ${macColon(d.mac)}: template ${d.template} no longer exists (built-in defaults are served)`);
+      for (const l of store.lines(d.mac)) {
+        if (!ctx.config.extensions.has(`${d.tenant}/${l.extension}`)) problems.push(`device ${macColon(d.mac)} line ${l.idx}: extension ${l.extension} no longer exists in tenant ${d.tenant}`);
+      }
+    }
+  }
+  const summary = {
+    config: ctx.config.dir ?? '(built-in defaults)', valid: true,
+    tenants: ctx.config.tenants.size, templates: ctx.config.templates.size, extensions: ctx.config.extensions.size,
+    vendors: ctx.registry.list().length, warnings: problems,
+  };
+  if (ctx.json) out(JSON.stringify(summary, null, 2) + '\n');
+  else {
+    out(`${summary.config}: valid (${summary.tenants} tenants, ${summary.templates} templates, ${summary.extensions} extensions, ${summary.vendors} vendors)\n`);
+    for (const p of problems) out(`warning: ${p}\n`);
+  }
+}
+
+function tryStore(ctx: Ctx): Store | undefined {
+  try {
+    return Store.open(ctx.config.settings.server.stateDir, { readonly: true });
+  } catch {
+    return undefined;
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        config: { type: 'string' }, vendors: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        tenant: { type: 'string' }, template: { type: 'string' }, model: { type: 'string' }, label: { type: 'string' },
+        state: { type: 'string' }, vendor: { type: 'string' }, extension: { type: 'string' }, 'cid-source': { type: 'string' },
+        'local-port': { type: 'string' }, srtp: { type: 'boolean' },
+      },
+    });
+  } catch (e) {
+    process.stderr.write(`apsctl: ${(e as Error).message}\n${USAGE}\n`);
+    return 2;
+  }
+  const o = parsed.values as Record<string, string | boolean | undefined>;
+  const [cmd, sub, ...rest] = parsed.positionals;
+  if (o.help || !cmd) {
+    (o.help ? process.stdout : process.stderr).write(USAGE + '\n');
+    return o.help ? 0 : 2;
+  }
+  let ctx: Ctx | undefined;
+  try {
+    const { dir } = configDirFrom(o.config as string | undefined);
+    const config = loadConfig(dir);
+    const registry = VendorRegistry.load(path.resolve((o.vendors as string | undefined) ?? DEFAULT_VENDORS_DIR));
+    checkTemplates(config, registry);
+    ctx = { config, registry, json: o.json === true };
+    const key = `${cmd} ${sub ?? ''}`.trim();
+    switch (key) {
+      case 'device add': deviceAdd(ctx, rest, o); break;
+      case 'device list': deviceList(ctx, o); break;
+      case 'device show': deviceShow(ctx, rest); break;
+      case 'device remove': deviceRemove(ctx, rest); break;
+      case 'line set': lineSet(ctx, rest, o); break;
+      case 'line remove': lineRemove(ctx, rest); break;
+      case 'vendor list': vendorList(ctx); break;
+      case 'template list': templateList(ctx); break;
+      case 'config check': configCheck(ctx); break;
+      default:
+        if (cmd === 'render') {
+          render(ctx, [sub, ...rest].filter((x) => x !== undefined));
+          break;
+        }
+        process.stderr.write(`apsctl: unknown command "${key}"\n${USAGE}\n`);
+        return 2;
+    }
+    return 0;
+  } catch (e) {
+    if (isApsError(e)) {
+      process.stderr.write(`apsctl: ${e.describe()}\n`);
+      return e.code === 'APS_ERR_USAGE' ? 2 : 1;
+    }
+    process.stderr.write(`apsctl: ${(e as Error).stack ?? e}\n`);
+    return 1;
+  } finally {
+    ctx?.store?.close();
+  }
+}
+
+
+main(process.argv.slice(2)).then((code) => process.exit(code));

@@ -1,0 +1,84 @@
+/**
+ * logfmt logging. Two channels: the main log (stderr, read by journald) and the security
+ * channel (security events in a stable format for fail2ban and auditors). No timestamps
+ * when journald is the sink (JOURNAL_STREAM set); otherwise an ISO time first.
+ * Secrets are never passed to a logger: fields named like secrets are redacted anyway.
+ */
+export type Level = 'debug' | 'info' | 'warn' | 'error';
+const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+const REDACT = /pass|secret|pin|token|authorization|ha1/i;
+
+export type Fields = Record<string, string | number | boolean | undefined | null>;
+
+export interface Logger {
+  debug(msg: string, fields?: Fields): void;
+  info(msg: string, fields?: Fields): void;
+  warn(msg: string, fields?: Fields): void;
+  error(msg: string, fields?: Fields): void;
+  /** The security channel: `security event=<name> key=value ...`. */
+  security(event: string, fields?: Fields): void;
+  child(fields: Fields): Logger;
+  setLevel(level: Level): void;
+  enabled(level: Level): boolean;
+}
+
+function fmtValue(v: string | number | boolean): string {
+  const s = String(v);
+  return s === '' || /[\s"=\\]/.test(s) ? JSON.stringify(s) : s;
+}
+
+export function logfmt(fields: Fields): string {
+  const parts: string[] = [];
+  for (const [k, v] of Object.entries(fields)) {
+    if (v === undefined || v === null) continue;
+    parts.push(`${k}=${REDACT.test(k) ? '[redacted]' : fmtValue(v)}`);
+  }
+  return parts.join(' ');
+}
+
+export interface LoggerOptions {
+  level?: Level;
+  write?: (line: string) => void;
+  writeSecurity?: (line: string) => void;
+  timestamps?: boolean;
+}
+
+export function createLogger(opts: LoggerOptions = {}, base: Fields = {}): Logger {
+  const state = { level: opts.level ?? 'info' };
+  const write = opts.write ?? ((l: string) => process.stderr.write(l + '\n'));
+  const writeSec = opts.writeSecurity ?? write;
+  const stamps = opts.timestamps ?? !process.env.JOURNAL_STREAM;
+  const make = (ctx: Fields): Logger => {
+    const emit = (level: Level, msg: string, fields?: Fields) => {
+      if (ORDER[level] < ORDER[state.level]) return;
+      const head = stamps ? `time=${new Date().toISOString()} ` : '';
+      write(`${head}level=${level} msg=${fmtValue(msg)}${tail({ ...ctx, ...fields })}`);
+    };
+    return {
+      debug: (m, f) => emit('debug', m, f),
+      info: (m, f) => emit('info', m, f),
+      warn: (m, f) => emit('warn', m, f),
+      error: (m, f) => emit('error', m, f),
+      security: (event, f) => {
+        const head = stamps ? `time=${new Date().toISOString()} ` : '';
+        writeSec(`${head}security event=${event}${tail({ ...ctx, ...f })}`);
+      },
+      child: (f) => make({ ...ctx, ...f }),
+      setLevel: (l) => { state.level = l; },
+      enabled: (l) => ORDER[l] >= ORDER[state.level],
+    };
+  };
+  return make(base);
+}
+
+function tail(fields: Fields): string {
+  const s = logfmt(fields);
+  return s ? ' ' + s : '';
+}
+
+/** A logger that keeps lines in memory: for tests. */
+export function memoryLogger(level: Level = 'debug'): Logger & { lines: string[] } {
+  const lines: string[] = [];
+  const l = createLogger({ level, write: (x) => lines.push(x), timestamps: false });
+  return Object.assign(l, { lines });
+}

@@ -1,0 +1,154 @@
+/**
+ * request → device → template → bytes. Renders a vendor file for a device (or a common
+ * file for a model), escaping per file format, applies the IP/DNS map, and caches the
+ * result. A cache entry is valid while the configuration generation and the device's
+ * revision are the ones it was rendered from: any input change drops it.
+ */
+import crypto from 'node:crypto';
+import Mustache from 'mustache';
+import { ApsError } from '../errors.js';
+import { DEFAULT_TENANT, type Config, type Template } from '../config/index.js';
+import { readTemplate } from '../config/template.js';
+import { parseIni } from '../config/ini-file.js';
+import type { DeviceRow, Store } from '../store/index.js';
+import type { CompiledFile, FileMatch, Vendor, VendorModel, VendorRegistry } from '../vendors/registry.js';
+import { buildView } from './view.js';
+import { applyIpMap, compileIpMap } from './ipmap.js';
+
+// Mustache caches parsed templates itself (keyed by text); we keep our own rendered cache.
+export interface Rendered {
+  body: Buffer;
+  etag: string;
+  warnings: string[];
+  contentType: string;
+}
+
+const XML_ESC: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' };
+/** XML: the five entities. Control characters other than tab are dropped. */
+export function escapeXml(s: unknown): string {
+  return String(s).replace(/[&<>"']/g, (c) => XML_ESC[c]).replace(/[\x00-\x08\x0b\x0c\x0e-\x1f]/g, '');
+}
+/** key = value files: nothing to escape, but a line break would start a new setting. */
+export function escapeText(s: unknown): string {
+  return String(s).replace(/[\r\n\x00]/g, ' ');
+}
+
+interface CacheEntry {
+  gen: number;
+  rev: number;
+  value: Rendered;
+}
+
+export interface RenderDeps {
+  registry: VendorRegistry;
+  store: Store;
+  config: () => Config;
+  /** bumped on every configuration (re)load */
+  generation: () => number;
+  maxCacheBytes?: number;
+}
+
+export class Renderer {
+  private readonly cache = new Map<string, CacheEntry>();
+  private cacheBytes = 0;
+  private readonly maxBytes: number;
+  hits = 0;
+  misses = 0;
+
+  constructor(private readonly deps: RenderDeps) {
+    this.maxBytes = deps.maxCacheBytes ?? 64 * 1024 * 1024;
+  }
+
+  /** Renders a file for a known device, or a common/model file when device is undefined. */
+  render(match: FileMatch, device?: DeviceRow): Rendered {
+    const gen = this.deps.generation();
+    const key = `${device?.mac ?? '*'}|${match.file.vendor.id}|${match.file.spec.name}|${match.model?.id ?? ''}`;
+    const hit = this.cache.get(key);
+    if (hit && hit.gen === gen && hit.rev === (device?.rev ?? 0)) {
+      // refresh LRU position
+      this.cache.delete(key);
+      this.cache.set(key, hit);
+      this.hits++;
+      return hit.value;
+    }
+    this.misses++;
+    const value = this.renderUncached(match.file, match.model, device);
+    if (hit) this.drop(key, hit);
+    this.cache.set(key, { gen, rev: device?.rev ?? 0, value });
+    this.cacheBytes += value.body.length;
+    while (this.cacheBytes > this.maxBytes && this.cache.size > 1) {
+      const [k, e] = this.cache.entries().next().value as [string, CacheEntry];
+      this.drop(k, e);
+    }
+    return value;
+  }
+
+  clear(): void {
+    this.cache.clear();
+    this.cacheBytes = 0;
+  }
+
+  stats(): { entries: number; bytes: number; hits: number; misses: number } {
+    return { entries: this.cache.size, bytes: this.cacheBytes, hits: this.hits, misses: this.misses };
+  }
+
+  private drop(k: string, e: CacheEntry) {
+    this.cache.delete(k);
+    this.cacheBytes -= e.value.body.length;
+  }
+
+  renderUncached(file: CompiledFile, fileModel: VendorModel | undefined, device?: DeviceRow): Rendered {
+    const config = this.deps.config();
+    const vendor = file.vendor;
+    const warnings: string[] = [];
+    let model = fileModel;
+    let template: Template;
+    let tenantId = DEFAULT_TENANT;
+    let lines = undefined;
+    if (device) {
+      model = this.deps.registry.model(vendor.id, device.model);
+      if (!model) throw new ApsError('APS_ERR_TEMPLATE', `device ${device.mac}: ${vendor.name} has no model "${device.model}"`, { key: device.mac });
+      tenantId = device.tenant;
+      const t = device.template ? config.templates.get(device.template) : undefined;
+      if (device.template && !t) warnings.push(`template "${device.template}" no longer exists: built-in defaults used`);
+      template = t ?? defaultTemplate(vendor, model);
+      lines = this.deps.store.lines(device.mac);
+    } else {
+      model = model ?? vendor.models[0];
+      template = defaultTemplate(vendor, model);
+    }
+    const tenant = config.tenants.get(tenantId) ?? config.tenants.get(DEFAULT_TENANT)!;
+    const view = buildView({ config, vendor, model, tenant, template, device, lines }, { warnings });
+    const text = vendor.templates.get(file.spec.template)!;
+    let out: string;
+    try {
+      out = Mustache.render(text, view, (name) => vendor.templates.get(name), {
+        escape: file.spec.format === 'xml' ? escapeXml : escapeText,
+      });
+    } catch (e) {
+      throw new ApsError('APS_ERR_TEMPLATE', `rendering ${vendor.id}/templates/${file.spec.template}.mustache failed: ${(e as Error).message}`, {
+        file: `${vendor.dir}/templates/${file.spec.template}.mustache`,
+      });
+    }
+    out = applyIpMap(out, compileIpMap(tenant.ipDnsMap, config.settings.ipDnsMap));
+    const body = Buffer.from(out, 'utf8');
+    return {
+      body,
+      etag: '"' + crypto.createHash('sha1').update(body).digest('base64url') + '"',
+      warnings,
+      contentType: file.spec.format === 'xml' ? 'application/xml; charset=utf-8' : 'text/plain; charset=utf-8',
+    };
+  }
+}
+
+const defaults = new Map<string, Template>();
+/** The template of a device that has none: every tab at its documented default. */
+export function defaultTemplate(vendor: Vendor, model: VendorModel): Template {
+  const k = `${vendor.id}/${model.id}`;
+  let t = defaults.get(k);
+  if (!t) {
+    t = readTemplate(parseIni(`[template]\nvendor = ${vendor.id}\nmodel = ${model.id}\n`, '(built-in defaults).ini'));
+    defaults.set(k, t);
+  }
+  return t;
+}

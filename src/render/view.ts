@@ -1,0 +1,242 @@
+/**
+ * The one place where the view handed to mustache is built: from settings, tenant, template,
+ * device and lines, through the vendor's value maps. Templates stay logic-less; every value
+ * they print is derived here. Booleans come twice: `x` is the vendor's own spelling (1/0,
+ * on/off) and `xOn` a true boolean for mustache sections.
+ */
+import crypto from 'node:crypto';
+import { macColon, type Mac } from '../mac.js';
+import type { Config, Extension, Template, Tenant } from '../config/index.js';
+import { parseHostPort } from '../config/fields.js';
+import type { DeviceRow, LineRow } from '../store/index.js';
+import type { Vendor, VendorModel } from '../vendors/registry.js';
+import type { KeyDef } from '../config/template.js';
+
+export interface ViewInput {
+  config: Config;
+  vendor: Vendor;
+  model: VendorModel;
+  tenant: Tenant;
+  template: Template;
+  device?: DeviceRow;
+  lines?: LineRow[];
+}
+
+export interface ViewWarnings {
+  warnings: string[];
+}
+
+type Dict = Record<string, unknown>;
+
+export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }): Dict {
+  const { config, vendor, model, tenant, template, device } = input;
+  const s = config.settings;
+  const maps = vendor.maps;
+  const map = (name: string, value: string): string => maps[name]?.[value] ?? value;
+  const bool = (b: boolean) => map('bool', String(b));
+
+  const provisioningUrl = template.general.provisioningUrl || s.provisioning.url;
+  const purl = new URL(provisioningUrl);
+  const firmwareUrl = template.general.firmwareUrl || (template.firmware ? provisioningUrl + template.firmware : '');
+  const registrar = template.server.registrar || s.provisioning.sipServer;
+  const transport = template.server.transport;
+  const proxy = template.server.outboundProxy ? parseHostPort(template.server.outboundProxy) : null;
+  const sip = {
+    registrar,
+    port: template.server.port,
+    transport: map('transport', transport),
+    transportName: transport,
+    transportUpper: transport.toUpperCase(),
+    outboundProxy: template.server.outboundProxy,
+    outboundProxyHost: proxy ? proxy.host : template.server.outboundProxy,
+    outboundProxyPort: proxy ? proxy.port : template.server.outboundProxy ? template.server.port : '',
+    hasOutboundProxy: template.server.outboundProxy !== '',
+    expires: template.server.expires,
+  };
+
+  const lines: Dict[] = [];
+  if (device) {
+    for (const l of input.lines ?? []) {
+      if (l.idx > model.lines) {
+        out.warnings.push(`line ${l.idx} is beyond the ${model.lines} lines of a ${vendor.name} ${model.id}: left out`);
+        continue;
+      }
+      const ext: Extension | undefined = config.extensions.get(`${device.tenant}/${l.extension}`);
+      if (!ext) {
+        out.warnings.push(`line ${l.idx}: extension ${l.extension} of tenant ${device.tenant} is no longer defined: left out`);
+        continue;
+      }
+      const localPort = pickPort(l.local_port, device.mac, l.idx);
+      lines.push({
+        index: l.idx,
+        user: ext.number,
+        authUser: ext.authUser,
+        password: ext.secret,
+        displayName: ext.name || ext.number,
+        label: l.label || ext.name || ext.number,
+        ...sip,
+        cidSource: map('cidSource', l.cid_source),
+        cidSourceName: l.cid_source,
+        localPort,
+        hasLocalPort: localPort !== '',
+        srtp: bool(l.srtp === 1),
+        srtpOn: l.srtp === 1,
+      });
+    }
+  }
+
+  const mapKey = (k: KeyDef, where: string): Dict | null => {
+    const code = maps.keyType?.[k.type];
+    if (code === undefined) {
+      out.warnings.push(`${where} ${k.index}: ${vendor.name} has no "${k.type}" key: left out`);
+      return null;
+    }
+    return {
+      index: k.index,
+      index0: k.index - 1,
+      type: code,
+      typeName: k.type,
+      value: k.value,
+      label: k.label || (k.type === 'line' ? '' : k.value),
+      line: k.line,
+      [`is_${k.type}`]: true,
+    };
+  };
+  const keys: Dict[] = [];
+  for (const k of template.dsskeys.keys) {
+    if (k.index > model.keys) {
+      out.warnings.push(`DSS key ${k.index} is beyond the ${model.keys} keys of a ${vendor.name} ${model.id}: left out`);
+      continue;
+    }
+    const v = mapKey(k, 'DSS key');
+    if (v) keys.push(v);
+  }
+  const moduleDef = vendor.expansionModules?.find((m) => m.id.toLowerCase() === template.dsskeys.expansionModule.toLowerCase());
+  const expansionCount = template.dsskeys.expansionModule === 'none' ? 0 : template.dsskeys.expansionCount;
+  if (template.dsskeys.expansionModule !== 'none' && !moduleDef) {
+    out.warnings.push(`expansion module "${template.dsskeys.expansionModule}" is not one of ${vendor.name}'s: keys left out`);
+  }
+  const moduleKeys: Dict[] = [];
+  if (moduleDef) {
+    for (const k of template.dsskeys.moduleKeys) {
+      if (k.module > expansionCount || k.index > moduleDef.keys) {
+        out.warnings.push(`module ${k.module} key ${k.index} is beyond ${moduleDef.id} × ${expansionCount}: left out`);
+        continue;
+      }
+      const v = mapKey(k, `module ${k.module} key`);
+      if (v) moduleKeys.push({ ...v, module: k.module });
+    }
+  }
+  const progkeys = template.progkeys.map((k) => mapKey(k, 'programmable key')).filter((x): x is Dict => x !== null);
+
+  const off = template.datetime.utcOffsetMinutes;
+  const sign = off < 0 ? '-' : '+';
+  const abs = Math.abs(off);
+  const hh = String(Math.floor(abs / 60)).padStart(2, '0');
+  const mm = String(abs % 60).padStart(2, '0');
+  const net = template.network;
+  const stun = net.stunServer ? parseHostPort(net.stunServer) : null;
+
+  return {
+    vendor: { id: vendor.id, name: vendor.name },
+    model: { id: model.id, code: model.code ?? '', lines: model.lines, keys: model.keys },
+    device: device
+      ? {
+          mac: device.mac,
+          MAC: device.mac.toUpperCase(),
+          macColon: macColon(device.mac as Mac),
+          label: device.label,
+          tenant: device.tenant,
+          state: device.state,
+        }
+      : null,
+    tenant: { id: tenant.id, name: tenant.name },
+    unprovisioned: device?.state === 'unprovisioned',
+    server: {
+      provisioningUrl,
+      scheme: purl.protocol.replace(':', ''),
+      schemeUpper: purl.protocol.replace(':', '').toUpperCase(),
+      host: purl.hostname,
+      port: purl.port || (purl.protocol === 'https:' ? '443' : purl.protocol === 'tftp:' ? '69' : '80'),
+      path: purl.pathname,
+      firmwareUrl,
+      firmwareFile: template.firmware,
+      hasFirmware: firmwareUrl !== '',
+    },
+    general: {
+      periodicCheck: bool(template.general.periodicCheck > 0),
+      periodicCheckOn: template.general.periodicCheck > 0,
+      periodicMinutes: template.general.periodicCheck,
+      periodicSeconds: template.general.periodicCheck * 60,
+    },
+    sip,
+    lines,
+    line1: lines[0] ?? null,
+    hasLines: lines.length > 0,
+    network: {
+      nat: bool(net.nat), natOn: net.nat,
+      rport: bool(net.rport), rportOn: net.rport,
+      stunServer: net.stunServer, stunHost: stun ? stun.host : net.stunServer, stunPort: stun ? stun.port : 3478, hasStun: net.stunServer !== '',
+      vlan: bool(net.vlanId > 0), vlanOn: net.vlanId > 0, vlanId: net.vlanId, vlanPriority: net.vlanPriority,
+      lldp: bool(net.lldp), lldpOn: net.lldp,
+      cdp: bool(net.cdp), cdpOn: net.cdp,
+    },
+    datetime: {
+      ntpServer1: template.datetime.ntpServer1,
+      ntpServer2: template.datetime.ntpServer2,
+      hasNtpServer2: template.datetime.ntpServer2 !== '',
+      offsetHours: `${sign}${abs % 60 === 0 ? abs / 60 : (abs / 60).toFixed(2).replace(/0+$/, '')}`,
+      offsetMinutes: off,
+      offsetSeconds: off * 60,
+      offsetHHMM: `${sign}${hh}:${mm}`,
+      dst: map('dst', template.datetime.dst),
+      dstName: template.datetime.dst,
+      timeZoneName: template.datetime.timeZoneName,
+      hasTimeZoneName: template.datetime.timeZoneName !== '',
+    },
+    phone: {
+      language: map('language', template.phone.language),
+      languageCode: template.phone.language,
+      toneCountry: map('toneCountry', template.phone.toneCountry),
+      toneCountryCode: template.phone.toneCountry,
+      tones: template.phone.tones.map((t) => ({ name: map('toneName', t.name), value: t.value })),
+      hasTones: template.phone.tones.length > 0,
+    },
+    keys,
+    hasKeys: keys.length > 0,
+    expansion: {
+      module: moduleDef?.id ?? '',
+      type: moduleDef ? map('expansionModule', moduleDef.id) : '',
+      count: moduleDef ? expansionCount : 0,
+      keys: moduleKeys,
+      hasKeys: moduleKeys.length > 0,
+    },
+    progkeys,
+    hasProgkeys: progkeys.length > 0,
+    security: {
+      adminPassword: template.security.adminPassword,
+      hasAdminPassword: template.security.adminPassword !== '',
+      allowDirectIpCall: bool(template.security.allowDirectIpCall),
+      allowDirectIpCallOn: template.security.allowDirectIpCall,
+      trustedServerOnly: bool(template.security.trustedServerOnly),
+      trustedServerOnlyOn: template.security.trustedServerOnly,
+    },
+    paging: {
+      groups: template.paging.map((g) => ({ ...g, index0: g.index - 1 })),
+      hasGroups: template.paging.length > 0,
+    },
+    services: { directoryUrl: template.services.directoryUrl, hasDirectory: template.services.directoryUrl !== '' },
+    ldap: { ...template.ldap, enabled: bool(template.ldap.enabled), enabledOn: template.ldap.enabled },
+  };
+}
+
+/** A single port, or a deterministic port from a `low-high` range for this device and line. */
+export function pickPort(spec: string, mac: string, idx: number): string {
+  if (!spec) return '';
+  const m = /^(\d+)-(\d+)$/.exec(spec);
+  if (!m) return spec;
+  const lo = Number(m[1]);
+  const hi = Number(m[2]);
+  const h = crypto.createHash('sha256').update(`${mac}/${idx}`).digest().readUInt32BE(0);
+  return String(lo + (h % (hi - lo + 1)));
+}

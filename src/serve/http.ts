@@ -1,0 +1,185 @@
+/**
+ * The HTTP server: GET and HEAD of `/<alias>/<file>` and `/<file>`. A thin adapter: decode
+ * the path, ask the provider, map the outcome to a status. Uploads and other methods are
+ * refused (405); files with secrets need proof (401 with a digest or basic challenge).
+ */
+import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ApsError } from '../errors.js';
+import { formatHostPort, type HostPort } from '../config/fields.js';
+import type { Logger } from '../log.js';
+import type { Settings } from '../config/index.js';
+import type { DigestAuth } from './digest.js';
+import { normalizeIp, type Guard } from './guard.js';
+import { provide, type ProviderDeps } from './provider.js';
+
+export interface HttpServerDeps extends ProviderDeps {
+  guard: Guard;
+  auth: DigestAuth;
+  settings: () => Settings;
+}
+
+let reqCounter = 0;
+export function nextReqId(prefix: string): string {
+  reqCounter = (reqCounter + 1) % 0x7fffffff;
+  return prefix + reqCounter.toString(36);
+}
+
+export class HttpService {
+  private servers: http.Server[] = [];
+  private inflight = 0;
+
+  constructor(private readonly deps: HttpServerDeps) {}
+
+  async start(listen: HostPort[]): Promise<void> {
+    for (const hp of listen) {
+      const srv = http.createServer({ keepAliveTimeout: 5000, requestTimeout: 30_000, headersTimeout: 10_000, maxHeaderSize: 16384 }, (req, res) => this.handle(req, res));
+      srv.on('clientError', (err, sock) => {
+        this.deps.log.debug('http client error', { err: (err as NodeJS.ErrnoException).code ?? err.message });
+        if (sock.writable) sock.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+        else sock.destroy();
+      });
+      await new Promise<void>((resolve, reject) => {
+        srv.once('error', (e: NodeJS.ErrnoException) =>
+          reject(new ApsError('APS_ERR_BIND', `cannot listen for HTTP on ${formatHostPort(hp)}: ${e.code ?? e.message}`, { key: '[http] listen', expected: 'a free address and port (ports below 1024 need CAP_NET_BIND_SERVICE)' })));
+        srv.listen({ host: hp.host, port: hp.port, backlog: 4096 }, () => resolve());
+      });
+      srv.on('error', (e) => this.deps.log.error('http server error', { err: e.message }));
+      this.servers.push(srv);
+    }
+  }
+
+  addresses(): HostPort[] {
+    return this.servers.map((s) => {
+      const a = s.address() as AddressInfo;
+      return { host: a.address, port: a.port };
+    });
+  }
+
+  /** Stop accepting, let requests in flight finish (up to drainMs), then close. */
+  async close(drainMs = 5000): Promise<void> {
+    const closing = this.servers.map((s) => new Promise<void>((r) => s.close(() => r())));
+    for (const s of this.servers) s.closeIdleConnections();
+    const deadline = Date.now() + drainMs;
+    while (this.inflight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    for (const s of this.servers) s.closeAllConnections();
+    await Promise.all(closing);
+    this.servers = [];
+  }
+
+  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const started = process.hrtime.bigint();
+    const reqId = nextReqId('h');
+    const ip = normalizeIp(req.socket.remoteAddress);
+    this.inflight++;
+    res.on('close', () => {
+      this.inflight--;
+    });
+    res.setHeader('Server', 'aps');
+    try {
+      this.route(req, res, reqId, ip, started);
+    } catch (e) {
+      this.deps.log.error('http handler failed', { req: reqId, ip, err: (e as Error).message });
+      if (!res.headersSent) this.send(res, 500, 'internal error\n');
+      else res.destroy();
+    }
+  }
+
+  private route(req: http.IncomingMessage, res: http.ServerResponse, reqId: string, ip: string, started: bigint): void {
+    const method = req.method ?? 'GET';
+    const url = req.url ?? '/';
+    const log = this.deps.log;
+    if (method !== 'GET' && method !== 'HEAD') {
+      res.setHeader('Allow', 'GET, HEAD');
+      this.send(res, 405, 'only GET and HEAD are served; uploads are not accepted\n');
+      log.info('http refused', { req: reqId, ip, method, reason: 'method' });
+      req.resume();
+      return;
+    }
+    const name = this.fileName(url);
+    if (!name.ok) {
+      this.send(res, name.status, name.reason + '\n', method);
+      log.info('http refused', { req: reqId, ip, path: url.slice(0, 200), status: name.status, reason: name.reason });
+      return;
+    }
+    const out = provide(this.deps, name.name, (mac) =>
+      this.deps.guard.http({ method, url, authorization: req.headers.authorization, ip }, mac));
+    const ms = () => Number(process.hrtime.bigint() - started) / 1e6;
+    switch (out.kind) {
+      case 'refused':
+        this.send(res, 403, `refused: ${out.reason}\n`, method);
+        log.info('http refused', { req: reqId, ip, file: name.name.slice(0, 200), status: 403, reason: out.reason });
+        return;
+      case 'notfound':
+        this.send(res, 404, 'not found\n', method);
+        if (log.enabled('debug')) log.debug('http not found', { req: reqId, ip, file: name.name.slice(0, 200), mac: out.mac, reason: out.reason });
+        return;
+      case 'noproof': {
+        const s = this.deps.settings().security;
+        if (out.proof.challenge) {
+          res.setHeader('WWW-Authenticate', s.auth === 'basic' ? this.deps.auth.basicChallenge() : this.deps.auth.challenge(out.proof.stale));
+          this.send(res, 401, 'authentication required\n', method);
+        } else {
+          this.send(res, 403, 'this file holds secrets and no proof was given\n', method);
+        }
+        log.security('secret-refused', { proto: 'http', ip, mac: out.mac, file: out.file, reason: out.proof.reason, req: reqId });
+        return;
+      }
+      case 'error':
+        this.send(res, 500, 'the file could not be rendered; see the apsd log\n', method);
+        return;
+      case 'firmware': {
+        res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': out.size });
+        if (method === 'HEAD') {
+          res.end();
+          return;
+        }
+        const rs = fs.createReadStream(out.path);
+        rs.on('error', (e) => {
+          log.error('firmware read failed', { req: reqId, file: out.file, err: e.message });
+          res.destroy();
+        });
+        rs.pipe(res);
+        res.on('finish', () => log.info('http firmware sent', { req: reqId, ip, file: out.file, bytes: out.size, ms: ms().toFixed(1) }));
+        return;
+      }
+      case 'rendered': {
+        const r = out.rendered;
+        if (out.secrets) log.security('secret-served', { proto: 'http', ip, mac: out.mac, file: out.file, proof: out.proof?.ok ? out.proof.by : undefined, req: reqId });
+        if (req.headers['if-none-match'] === r.etag) {
+          res.writeHead(304, { ETag: r.etag, 'Cache-Control': 'no-cache' });
+          res.end();
+          return;
+        }
+        res.writeHead(200, { 'Content-Type': r.contentType, 'Content-Length': r.body.length, ETag: r.etag, 'Cache-Control': 'no-cache' });
+        res.end(method === 'HEAD' ? undefined : r.body);
+        if (log.enabled('debug')) log.debug('http served', { req: reqId, ip, file: out.file, mac: out.mac, bytes: r.body.length, ms: ms().toFixed(2) });
+        return;
+      }
+    }
+  }
+
+  /** `/<alias>/<file>` or `/<file>`, query dropped, percent-decoded once, then vetted by the resolver. */
+  private fileName(url: string): { ok: true; name: string } | { ok: false; status: number; reason: string } {
+    if (!url.startsWith('/')) return { ok: false, status: 400, reason: 'bad request target' };
+    const q = url.indexOf('?');
+    let p = q >= 0 ? url.slice(0, q) : url;
+    if (p.length > 1024) return { ok: false, status: 414, reason: 'path too long' };
+    try {
+      p = decodeURIComponent(p);
+    } catch {
+      return { ok: false, status: 400, reason: 'malformed percent-encoding' };
+    }
+    const alias = this.deps.settings().http.alias;
+    let rest = p.slice(1);
+    if (alias && rest.startsWith(alias + '/')) rest = rest.slice(alias.length + 1);
+    if (rest === '' || rest.endsWith('/')) return { ok: false, status: 404, reason: 'no file named' };
+    return { ok: true, name: rest };
+  }
+
+  private send(res: http.ServerResponse, status: number, body: string, method = 'GET'): void {
+    res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
+    res.end(method === 'HEAD' ? undefined : body);
+  }
+}

@@ -1,0 +1,261 @@
+/**
+ * The state database (SQLite, WAL, state_dir/aps.db). The only module with SQL in it.
+ * Every multi-row write is one transaction; a kill -9 at any point leaves a consistent file.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { ApsError } from '../errors.js';
+import type { Mac } from '../mac.js';
+import { MIGRATIONS } from './migrations.js';
+
+export type DeviceState = 'unprovisioned' | 'provisioned' | 'disabled';
+
+export interface DeviceRow {
+  mac: Mac;
+  tenant: string;
+  vendor: string;
+  model: string;
+  template: string | null;
+  state: DeviceState;
+  label: string;
+  source: string;
+  created_at: number;
+  updated_at: number;
+  seen_at: number | null;
+  last_ip: string | null;
+  rev: number;
+}
+
+export interface LineRow {
+  mac: Mac;
+  idx: number;
+  extension: string;
+  label: string;
+  cid_source: string;
+  local_port: string;
+  srtp: number;
+}
+
+export interface LeaseRow {
+  mac: Mac;
+  ip: string;
+  interface: string;
+  source: string;
+  expires_at: number;
+  seen_at: number;
+}
+
+export interface NewDevice {
+  mac: Mac;
+  tenant: string;
+  vendor: string;
+  model: string;
+  template: string | null;
+  state?: DeviceState;
+  label?: string;
+  source?: string;
+}
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+export class Store {
+  readonly db: Database.Database;
+  private readonly q;
+
+  private constructor(db: Database.Database) {
+    this.db = db;
+    this.q = {
+      device: db.prepare<[string], DeviceRow>('SELECT * FROM devices WHERE mac = ?'),
+      lines: db.prepare<[string], LineRow>('SELECT * FROM lines WHERE mac = ? ORDER BY idx'),
+      insertDevice: db.prepare(
+        `INSERT INTO devices (mac, tenant, vendor, model, template, state, label, source, created_at, updated_at)
+         VALUES (@mac, @tenant, @vendor, @model, @template, @state, @label, @source, @now, @now)`,
+      ),
+      deleteDevice: db.prepare('DELETE FROM devices WHERE mac = ?'),
+      bump: db.prepare('UPDATE devices SET rev = rev + 1, updated_at = ? WHERE mac = ?'),
+      upsertLine: db.prepare(
+        `INSERT INTO lines (mac, idx, extension, label, cid_source, local_port, srtp)
+         VALUES (@mac, @idx, @extension, @label, @cid_source, @local_port, @srtp)
+         ON CONFLICT (mac, idx) DO UPDATE SET extension = excluded.extension, label = excluded.label,
+           cid_source = excluded.cid_source, local_port = excluded.local_port, srtp = excluded.srtp`,
+      ),
+      deleteLine: db.prepare('DELETE FROM lines WHERE mac = ? AND idx = ?'),
+      lineByExtension: db.prepare<[string, string], LineRow & { tenant: string }>(
+        'SELECT l.*, d.tenant FROM lines l JOIN devices d ON d.mac = l.mac WHERE l.extension = ? AND d.tenant = ?',
+      ),
+      lease: db.prepare<[string], LeaseRow>('SELECT * FROM leases WHERE mac = ?'),
+      upsertLease: db.prepare(
+        `INSERT INTO leases (mac, ip, interface, source, expires_at, seen_at) VALUES (@mac, @ip, @interface, @source, @expires_at, @seen_at)
+         ON CONFLICT (mac) DO UPDATE SET ip = excluded.ip, interface = excluded.interface, source = excluded.source,
+           expires_at = excluded.expires_at, seen_at = excluded.seen_at`,
+      ),
+      event: db.prepare('INSERT INTO events (at, kind, mac, detail) VALUES (?, ?, ?, ?)'),
+      seen: db.prepare('UPDATE devices SET seen_at = ?, last_ip = ? WHERE mac = ?'),
+    };
+  }
+
+  /** Opens (creating if needed) state_dir/aps.db and brings its schema up to date. */
+  static open(stateDir: string, opts: { readonly?: boolean } = {}): Store {
+    const file = path.join(stateDir, 'aps.db');
+    let db: Database.Database;
+    try {
+      fs.mkdirSync(stateDir, { recursive: true, mode: 0o750 });
+      db = new Database(file, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
+      db.pragma('busy_timeout = 5000');
+      if (!opts.readonly) {
+        db.pragma('journal_mode = WAL');
+        db.pragma('synchronous = NORMAL');
+      }
+      db.pragma('foreign_keys = ON');
+    } catch (e) {
+      throw new ApsError('APS_ERR_STORE', `cannot open the state database: ${(e as Error).message}`, { file });
+    }
+    if (!opts.readonly) migrate(db, file);
+    return new Store(db);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  device(mac: Mac): DeviceRow | undefined {
+    return this.q.device.get(mac);
+  }
+
+  lines(mac: Mac): LineRow[] {
+    return this.q.lines.all(mac);
+  }
+
+  devices(filter: { tenant?: string; state?: DeviceState; vendor?: string } = {}): DeviceRow[] {
+    const where: string[] = [];
+    const args: string[] = [];
+    if (filter.tenant) { where.push('tenant = ?'); args.push(filter.tenant); }
+    if (filter.state) { where.push('state = ?'); args.push(filter.state); }
+    if (filter.vendor) { where.push('vendor = ?'); args.push(filter.vendor); }
+    const sql = `SELECT * FROM devices ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY tenant, mac`;
+    return this.db.prepare<string[], DeviceRow>(sql).all(...args);
+  }
+
+  countDevices(): number {
+    return (this.db.prepare('SELECT count(*) AS n FROM devices').get() as { n: number }).n;
+  }
+
+  addDevice(d: NewDevice): DeviceRow {
+    const now = Date.now();
+    const tx = this.db.transaction(() => {
+      if (this.q.device.get(d.mac)) {
+        throw new ApsError('APS_ERR_EXISTS', `device ${d.mac} already exists`, { key: d.mac });
+      }
+      this.q.insertDevice.run({
+        mac: d.mac, tenant: d.tenant, vendor: d.vendor, model: d.model, template: d.template,
+        state: d.state ?? 'provisioned', label: d.label ?? '', source: d.source ?? 'cli', now,
+      });
+      this.q.event.run(now, 'device.added', d.mac, `tenant=${d.tenant} vendor=${d.vendor} model=${d.model}`);
+    });
+    tx();
+    return this.device(d.mac)!;
+  }
+
+  /** Adds many devices in one transaction: all or none. */
+  addDevices(list: NewDevice[]): void {
+    const now = Date.now();
+    this.db.transaction(() => {
+      for (const d of list) {
+        this.q.insertDevice.run({
+          mac: d.mac, tenant: d.tenant, vendor: d.vendor, model: d.model, template: d.template,
+          state: d.state ?? 'provisioned', label: d.label ?? '', source: d.source ?? 'cli', now,
+        });
+      }
+    })();
+  }
+
+  removeDevice(mac: Mac): boolean {
+    const now = Date.now();
+    return this.db.transaction(() => {
+      const r = this.q.deleteDevice.run(mac);
+      if (r.changes) this.q.event.run(now, 'device.removed', mac, '');
+      return r.changes > 0;
+    })();
+  }
+
+  updateDevice(mac: Mac, patch: Partial<Pick<DeviceRow, 'tenant' | 'template' | 'model' | 'label' | 'state'>>): DeviceRow {
+    const keys = Object.keys(patch).filter((k) => (patch as Record<string, unknown>)[k] !== undefined);
+    const now = Date.now();
+    this.db.transaction(() => {
+      if (!this.q.device.get(mac)) throw new ApsError('APS_ERR_NOT_FOUND', `no device ${mac}`, { key: mac });
+      if (keys.length) {
+        const set = keys.map((k) => `${k} = @${k}`).join(', ');
+        this.db.prepare(`UPDATE devices SET ${set}, rev = rev + 1, updated_at = @now WHERE mac = @mac`).run({ ...patch, mac, now });
+        this.q.event.run(now, 'device.updated', mac, keys.join(','));
+      }
+    })();
+    return this.device(mac)!;
+  }
+
+  setLine(l: Omit<LineRow, 'srtp'> & { srtp: boolean }): void {
+    const now = Date.now();
+    this.db.transaction(() => {
+      if (!this.q.device.get(l.mac)) throw new ApsError('APS_ERR_NOT_FOUND', `no device ${l.mac}`, { key: l.mac });
+      this.q.upsertLine.run({ ...l, srtp: l.srtp ? 1 : 0 });
+      this.q.bump.run(now, l.mac);
+      this.q.event.run(now, 'line.set', l.mac, `line=${l.idx} extension=${l.extension}`);
+    })();
+  }
+
+  removeLine(mac: Mac, idx: number): boolean {
+    const now = Date.now();
+    return this.db.transaction(() => {
+      const r = this.q.deleteLine.run(mac, idx);
+      if (r.changes) {
+        this.q.bump.run(now, mac);
+        this.q.event.run(now, 'line.removed', mac, `line=${idx}`);
+      }
+      return r.changes > 0;
+    })();
+  }
+
+  /** The line (if any) of a tenant's device that holds this extension. */
+  lineWithExtension(tenant: string, extension: string): (LineRow & { tenant: string }) | undefined {
+    return this.q.lineByExtension.get(extension, tenant);
+  }
+
+  lease(mac: Mac): LeaseRow | undefined {
+    return this.q.lease.get(mac);
+  }
+
+  putLease(l: LeaseRow): void {
+    this.q.upsertLease.run(l);
+  }
+
+  noteSeen(mac: Mac, ip: string, at = Date.now()): void {
+    this.q.seen.run(at, ip, mac);
+  }
+
+  event(kind: string, mac: Mac | null, detail = ''): void {
+    this.q.event.run(Date.now(), kind, mac, detail);
+  }
+
+  events(limit = 50): { id: number; at: number; kind: string; mac: string | null; detail: string }[] {
+    return this.db.prepare('SELECT * FROM events ORDER BY id DESC LIMIT ?').all(limit) as never;
+  }
+}
+
+export function migrate(db: Database.Database, file = ''): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > MIGRATIONS.length) {
+    throw new ApsError('APS_ERR_STORE', `the database is at schema version ${current}, newer than this apsd knows (${MIGRATIONS.length})`, {
+      file, expected: 'an apsd at least as new as the one that wrote the database',
+    });
+  }
+  for (let v = current; v < MIGRATIONS.length; v++) {
+    try {
+      db.transaction(() => {
+        db.exec(MIGRATIONS[v]);
+        db.pragma(`user_version = ${v + 1}`);
+      })();
+    } catch (e) {
+      throw new ApsError('APS_ERR_STORE', `migration to schema version ${v + 1} failed: ${(e as Error).message}`, { file });
+    }
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * One migration per schema version, each run in a transaction and recorded in
+ * PRAGMA user_version. Never edit a migration that has shipped: add the next one.
+ */
+export const MIGRATIONS: string[] = [
+  // 1: devices, lines, leases, events
+  `
+  CREATE TABLE devices (
+    mac        TEXT PRIMARY KEY CHECK (length(mac) = 12 AND mac NOT GLOB '*[^0-9a-f]*'),
+    tenant     TEXT NOT NULL,
+    vendor     TEXT NOT NULL,
+    model      TEXT NOT NULL,
+    template   TEXT,
+    state      TEXT NOT NULL DEFAULT 'provisioned' CHECK (state IN ('unprovisioned', 'provisioned', 'disabled')),
+    label      TEXT NOT NULL DEFAULT '',
+    source     TEXT NOT NULL DEFAULT 'cli',
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    seen_at    INTEGER,
+    last_ip    TEXT,
+    rev        INTEGER NOT NULL DEFAULT 1
+  );
+  CREATE INDEX devices_tenant ON devices (tenant);
+  CREATE INDEX devices_state ON devices (state);
+  CREATE TABLE lines (
+    mac        TEXT NOT NULL REFERENCES devices (mac) ON DELETE CASCADE,
+    idx        INTEGER NOT NULL CHECK (idx >= 1),
+    extension  TEXT NOT NULL,
+    label      TEXT NOT NULL DEFAULT '',
+    cid_source TEXT NOT NULL DEFAULT 'from',
+    local_port TEXT NOT NULL DEFAULT '',
+    srtp       INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (mac, idx)
+  );
+  CREATE INDEX lines_extension ON lines (extension);
+  CREATE TABLE leases (
+    mac        TEXT PRIMARY KEY,
+    ip         TEXT NOT NULL,
+    interface  TEXT NOT NULL DEFAULT '',
+    source     TEXT NOT NULL DEFAULT 'capture',
+    expires_at INTEGER NOT NULL,
+    seen_at    INTEGER NOT NULL
+  );
+  CREATE INDEX leases_ip ON leases (ip);
+  CREATE TABLE events (
+    id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    at     INTEGER NOT NULL,
+    kind   TEXT NOT NULL,
+    mac    TEXT,
+    detail TEXT NOT NULL DEFAULT ''
+  );
+  `,
+];

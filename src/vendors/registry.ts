@@ -1,0 +1,328 @@
+/**
+ * The vendors registry: loads vendors/<id>/ (vendor.json, templates/*.mustache), validates
+ * everything at start-up (a duplicate OUI, model or pattern fails loudly with file and field),
+ * and answers the questions the rest of the product asks: who is this (MAC, DHCP vendor class,
+ * User-Agent) and which vendor file is this request name.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import Mustache from 'mustache';
+import { ApsError } from '../errors.js';
+import { macOui, type Mac } from '../mac.js';
+import { KEY_TYPES, LANGUAGES, TONE_COUNTRIES, TRANSPORTS } from '../config/template.js';
+import type { VendorData, VendorFile, VendorModel } from './types.js';
+
+export type { VendorData, VendorFile, VendorModel } from './types.js';
+
+/** Confidence of an identification, lowest to highest. */
+export const Confidence = { oui: 1, vendorClass: 2, userAgent: 3 } as const;
+
+export interface Vendor extends VendorData {
+  dir: string;
+  /** template name → template text */
+  templates: Map<string, string>;
+  compiledFiles: CompiledFile[];
+  uaRes: RegExp[];
+  modelByKey: Map<string, VendorModel>;
+}
+
+export interface CompiledFile {
+  spec: VendorFile;
+  vendor: Vendor;
+  re: RegExp;
+  scope: 'common' | 'model' | 'device';
+}
+
+export interface Identification {
+  vendor: string;
+  model?: string;
+  version?: string;
+  mac?: Mac;
+  confidence: number;
+  by: 'oui' | 'vendorClass' | 'userAgent';
+}
+
+export interface FileMatch {
+  file: CompiledFile;
+  mac?: Mac;
+  model?: VendorModel;
+}
+
+/** Model ids compare without case and punctuation: VVX_400 = VVX400 = vvx-400. */
+export function modelKey(s: string): string {
+  return s.toUpperCase().replace(/[^A-Z0-9]/g, '');
+}
+
+const REQUIRED_MAPS: Record<string, readonly string[]> = {
+  bool: ['true', 'false'],
+  transport: TRANSPORTS,
+  language: LANGUAGES,
+  toneCountry: TONE_COUNTRIES,
+};
+
+export class VendorRegistry {
+  readonly vendors = new Map<string, Vendor>();
+  private readonly byOui = new Map<string, Vendor>();
+
+  /** Loads every vendor folder under root (or only those named in `only`). */
+  static load(root: string, only?: string[]): VendorRegistry {
+    const reg = new VendorRegistry();
+    let ids: string[];
+    try {
+      ids = fs.readdirSync(root).filter((n) => fs.statSync(path.join(root, n)).isDirectory()).sort();
+    } catch {
+      throw new ApsError('APS_ERR_VENDOR', 'the vendors directory cannot be read', { file: root });
+    }
+    for (const id of ids) if (!only || only.includes(id)) reg.add(loadVendor(path.join(root, id)));
+    return reg;
+  }
+
+  add(v: Vendor): void {
+    const file = path.join(v.dir, 'vendor.json');
+    if (this.vendors.has(v.id)) throw new ApsError('APS_ERR_VENDOR', `vendor id "${v.id}" is used twice`, { file, key: 'id' });
+    for (const oui of v.ouis) {
+      const other = this.byOui.get(oui);
+      if (other) throw new ApsError('APS_ERR_VENDOR', `OUI ${oui} is already claimed by vendor ${other.id}`, { file, key: 'ouis' });
+    }
+    for (const other of this.vendors.values()) {
+      for (const vc of v.vendorClasses) {
+        if (other.vendorClasses.some((o) => o.match === vc.match && o.value === vc.value)) {
+          throw new ApsError('APS_ERR_VENDOR', `vendor class ${vc.match} "${vc.value}" is already claimed by vendor ${other.id}`, { file, key: 'vendorClasses' });
+        }
+      }
+      for (const ua of v.userAgents) {
+        if (other.userAgents.some((o) => o.pattern === ua.pattern)) {
+          throw new ApsError('APS_ERR_VENDOR', `User-Agent pattern is already claimed by vendor ${other.id}`, { file, key: 'userAgents' });
+        }
+      }
+    }
+    this.vendors.set(v.id, v);
+    for (const oui of v.ouis) this.byOui.set(oui, v);
+  }
+
+  get(id: string): Vendor | undefined {
+    return this.vendors.get(id.toLowerCase());
+  }
+
+  list(): Vendor[] {
+    return [...this.vendors.values()];
+  }
+
+  model(vendorId: string, model: string): VendorModel | undefined {
+    return this.get(vendorId)?.modelByKey.get(modelKey(model));
+  }
+
+  vendorOfMac(mac: Mac): Vendor | undefined {
+    return this.byOui.get(macOui(mac));
+  }
+
+  /** Every identification the evidence supports, best first. */
+  identify(e: { mac?: Mac; vendorClass?: string; userAgent?: string }): Identification[] {
+    const out: Identification[] = [];
+    if (e.userAgent) {
+      for (const v of this.vendors.values()) {
+        for (const re of v.uaRes) {
+          const m = re.exec(e.userAgent);
+          if (!m) continue;
+          const g = m.groups ?? {};
+          const model = g.model ? v.modelByKey.get(modelKey(g.model))?.id : undefined;
+          const macHex = g.mac ? g.mac.replace(/[^0-9a-fA-F]/g, '').toLowerCase() : '';
+          out.push({
+            vendor: v.id, model, version: g.version, confidence: Confidence.userAgent, by: 'userAgent',
+            mac: macHex.length === 12 ? (macHex as Mac) : undefined,
+          });
+          break;
+        }
+      }
+    }
+    if (e.vendorClass !== undefined) {
+      for (const v of this.vendors.values()) {
+        for (const vc of v.vendorClasses) {
+          if (matchClass(vc.match, vc.value, e.vendorClass)) {
+            const model = modelFromClass(v, e.vendorClass);
+            out.push({ vendor: v.id, model, confidence: Confidence.vendorClass, by: 'vendorClass' });
+            break;
+          }
+        }
+      }
+    }
+    if (e.mac) {
+      const v = this.vendorOfMac(e.mac);
+      if (v) out.push({ vendor: v.id, confidence: Confidence.oui, by: 'oui', mac: e.mac });
+    }
+    return out.sort((a, b) => b.confidence - a.confidence);
+  }
+
+  /** Which vendor files this request name can be, with the MAC and model it names. */
+  matchFile(name: string): FileMatch[] {
+    const out: FileMatch[] = [];
+    for (const v of this.vendors.values()) {
+      for (const cf of v.compiledFiles) {
+        const m = cf.re.exec(name);
+        if (!m) continue;
+        const g = m.groups ?? {};
+        const mac = (g.mac ?? g.MAC)?.toLowerCase() as Mac | undefined;
+        let model: VendorModel | undefined;
+        if (g.code !== undefined) {
+          model = v.models.find((x) => x.code !== undefined && x.code.toLowerCase() === g.code.toLowerCase());
+          if (!model) continue;
+        }
+        out.push({ file: cf, mac, model });
+      }
+    }
+    // literal names (common files) before patterns, so 000000000000.cfg is not taken for a MAC
+    return out.sort((a, b) => scopeRank(a.file.scope) - scopeRank(b.file.scope));
+  }
+}
+
+function scopeRank(s: string): number {
+  return s === 'common' ? 0 : s === 'model' ? 1 : 2;
+}
+
+function matchClass(kind: string, value: string, s: string): boolean {
+  switch (kind) {
+    case 'exact': return s === value;
+    case 'prefix': return s.startsWith(value);
+    case 'suffix': return s.endsWith(value);
+    case 'regex': return new RegExp(value).test(s);
+    default: return false;
+  }
+}
+
+/** The longest model alias or id contained in a vendor class string. */
+function modelFromClass(v: Vendor, vendorClass: string): string | undefined {
+  const key = modelKey(vendorClass);
+  let best: { id: string; len: number } | undefined;
+  for (const [k, m] of v.modelByKey) {
+    if (k.length >= 3 && key.endsWith(k) && (!best || k.length > best.len)) best = { id: m.id, len: k.length };
+  }
+  return best?.id;
+}
+
+export function loadVendor(dir: string): Vendor {
+  const file = path.join(dir, 'vendor.json');
+  const fail = (key: string, message: string, expected?: string): never => {
+    throw new ApsError('APS_ERR_VENDOR', message, { file, key, expected });
+  };
+  let data: VendorData;
+  try {
+    data = JSON.parse(fs.readFileSync(file, 'utf8')) as VendorData;
+  } catch (e) {
+    return fail('', `cannot read vendor data: ${(e as Error).message}`);
+  }
+  const id = path.basename(dir);
+  if (data.id !== id) fail('id', `id "${data.id}" differs from the folder name "${id}"`, id);
+  if (!data.name) fail('name', 'missing', 'the vendor name as people write it');
+  if (!Array.isArray(data.ouis) || data.ouis.length === 0) fail('ouis', 'missing', 'a list of 6-digit lower-case OUIs');
+  const seenOui = new Set<string>();
+  data.ouis.forEach((o, i) => {
+    if (!/^[0-9a-f]{6}$/.test(o)) fail(`ouis[${i}]`, `"${o}" is not an OUI`, '6 lower-case hex digits, e.g. 805ec0');
+    if (seenOui.has(o)) fail(`ouis[${i}]`, `OUI ${o} is listed twice`);
+    seenOui.add(o);
+  });
+  (data.vendorClasses ?? []).forEach((vc, i) => {
+    if (!['exact', 'prefix', 'suffix', 'regex'].includes(vc.match)) fail(`vendorClasses[${i}].match`, `"${vc.match}" is not a match kind`, 'exact, prefix, suffix or regex');
+    if (!vc.value) fail(`vendorClasses[${i}].value`, 'missing');
+    if (!vc.source) fail(`vendorClasses[${i}].source`, 'every matcher needs a source', 'where the value was seen');
+    if (vc.match === 'regex') compileRe(vc.value, (m) => fail(`vendorClasses[${i}].value`, m));
+  });
+  const uaRes = (data.userAgents ?? []).map((ua, i) => {
+    if (!ua.source) fail(`userAgents[${i}].source`, 'every matcher needs a source', 'where the value was seen');
+    return compileRe(ua.pattern, (m) => fail(`userAgents[${i}].pattern`, m));
+  });
+  if (!Array.isArray(data.models) || data.models.length === 0) fail('models', 'missing', 'a list of models');
+  const modelByKey = new Map<string, VendorModel>();
+  data.models.forEach((m, i) => {
+    if (!m.id) fail(`models[${i}].id`, 'missing');
+    if (!Number.isInteger(m.lines) || m.lines < 1) fail(`models[${i}].lines`, `${m.lines} is not a line count`, 'a whole number ≥ 1');
+    if (!Number.isInteger(m.keys) || m.keys < 0) fail(`models[${i}].keys`, `${m.keys} is not a key count`, 'a whole number ≥ 0');
+    for (const name of [m.id, ...(m.aliases ?? [])]) {
+      const k = modelKey(name);
+      const prev = modelByKey.get(k);
+      if (prev) fail(`models[${i}]`, `model name "${name}" collides with model ${prev.id}`);
+      modelByKey.set(k, m);
+    }
+  });
+  const templates = new Map<string, string>();
+  const tdir = path.join(dir, 'templates');
+  try {
+    for (const n of fs.readdirSync(tdir)) {
+      if (!n.endsWith('.mustache')) continue;
+      const text = fs.readFileSync(path.join(tdir, n), 'utf8');
+      if (/\{\{\{|\{\{&/.test(text)) {
+        fail(`templates/${n}`, 'a template may not print unescaped values ({{{x}}} or {{&x}})', 'plain {{x}}: escaping follows the file format');
+      }
+      try {
+        Mustache.parse(text);
+      } catch (e) {
+        fail(`templates/${n}`, `template does not parse: ${(e as Error).message}`);
+      }
+      templates.set(n.replace(/\.mustache$/, ''), text);
+    }
+  } catch (e) {
+    if (e instanceof ApsError) throw e;
+    fail('templates', 'the templates folder cannot be read');
+  }
+  if (!Array.isArray(data.files) || data.files.length === 0) fail('files', 'missing', 'the files the phones ask for');
+  const vendor: Vendor = { ...data, dir, templates, compiledFiles: [], uaRes, modelByKey };
+  const seenNames = new Set<string>();
+  data.files.forEach((f, i) => {
+    if (!templates.has(f.template)) fail(`files[${i}].template`, `no template "${f.template}"`, `a file templates/${f.template}.mustache`);
+    if (f.format !== 'text' && f.format !== 'xml') fail(`files[${i}].format`, `"${f.format}" is not a format`, 'text or xml');
+    if (typeof f.secrets !== 'boolean') fail(`files[${i}].secrets`, 'missing', 'true or false');
+    if (seenNames.has(f.name)) fail(`files[${i}].name`, `file ${f.name} is listed twice`);
+    seenNames.add(f.name);
+    const { re, scope } = compileName(f.name, (m) => fail(`files[${i}].name`, m));
+    if (scope === 'model' && !data.models.some((m) => m.code)) fail(`files[${i}].name`, '{code} is used but no model has a code');
+    if (f.secrets && scope !== 'device') fail(`files[${i}].secrets`, 'a file without a MAC in its name is served to anyone and cannot hold secrets');
+    vendor.compiledFiles.push({ spec: f, vendor, re, scope });
+  });
+  for (const [mapName, keys] of Object.entries(REQUIRED_MAPS)) {
+    const map = data.maps?.[mapName];
+    if (!map) fail(`maps.${mapName}`, 'missing', `a map for ${keys.join(', ')}`);
+    for (const k of keys) if (map![k] === undefined) fail(`maps.${mapName}.${k}`, 'missing', 'the vendor value for it');
+  }
+  const keyMap = data.maps?.keyType ?? {};
+  for (const k of Object.keys(keyMap)) {
+    if (!(KEY_TYPES as readonly string[]).includes(k)) fail(`maps.keyType.${k}`, `"${k}" is not a key type`, KEY_TYPES.join(', '));
+  }
+  if (!data.resync?.event) fail('resync.event', 'missing', 'the SIP NOTIFY event, e.g. check-sync');
+  return vendor;
+}
+
+function compileRe(src: string, fail: (m: string) => never): RegExp {
+  try {
+    return new RegExp(src);
+  } catch (e) {
+    return fail(`not a regular expression: ${(e as Error).message}`);
+  }
+}
+
+function compileName(name: string, fail: (m: string) => never): { re: RegExp; scope: 'common' | 'model' | 'device' } {
+  if (!/^[A-Za-z0-9._{}-]+$/.test(name)) fail(`"${name}" is not a plain file name pattern`);
+  let scope: 'common' | 'model' | 'device' = 'common';
+  const parts = name.split(/(\{[A-Za-z]+\})/);
+  const src = parts
+    .map((p) => {
+      if (p === '{mac}' || p === '{MAC}') {
+        scope = 'device';
+        return `(?<mac>[0-9a-fA-F]{12})`;
+      }
+      if (p === '{code}') {
+        if (scope === 'common') scope = 'model';
+        return '(?<code>[A-Za-z0-9]+)';
+      }
+      if (/^\{.*\}$/.test(p)) fail(`unknown placeholder ${p}`);
+      return p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    })
+    .join('');
+  return { re: new RegExp(`^${src}$`), scope };
+}
+
+/** The request name for a vendor file, given the device MAC and model code. */
+export function fileNameFor(spec: VendorFile, mac?: Mac, code?: string): string {
+  return spec.name
+    .replace('{mac}', mac ?? '')
+    .replace('{MAC}', (mac ?? '').toUpperCase())
+    .replace('{code}', code ?? '');
+}

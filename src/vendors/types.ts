@@ -1,0 +1,65 @@
+/** The shape of vendors/<id>/vendor.json. Everything about a vendor is data of this shape. */
+export type FileFormat = 'text' | 'xml';
+export type FileScope = 'common' | 'model' | 'device';
+
+export interface VendorModel {
+  /** the vendor's product name without the vendor prefix: T46S, VVX400, D785, 6867i */
+  id: string;
+  /** other spellings seen in User-Agents or DHCP (VVX_400, SIP-T46S) */
+  aliases?: string[];
+  /** a model code used in file names (Yealink y0000000000XX.cfg, snom<code>.htm) */
+  code?: string;
+  lines: number;
+  keys: number;
+  /** expansion modules this model takes, by id */
+  expansion?: string[];
+  description?: string;
+}
+
+export interface VendorFile {
+  /** name pattern: literal text with {mac} (lower-case hex), {MAC} (upper-case hex), {code} (model code) */
+  name: string;
+  template: string;
+  format: FileFormat;
+  /** true when the rendered file carries a SIP password, admin password or another secret */
+  secrets: boolean;
+  description?: string;
+}
+
+export interface VendorClassPattern {
+  match: 'exact' | 'prefix' | 'suffix' | 'regex';
+  value: string;
+  source: string;
+}
+
+export interface UserAgentPattern {
+  /** a regular expression with named groups model, version and (optional) mac */
+  pattern: string;
+  source: string;
+}
+
+export interface DhcpAnswer {
+  code: number;
+  /** url = the provisioning URL; host = the server host; ip = the server's IP; sub = vendor sub-options (43) */
+  value: 'url' | 'host' | 'ip' | 'sub';
+  suboption?: number;
+}
+
+export interface VendorData {
+  id: string;
+  name: string;
+  description?: string;
+  ouis: string[];
+  vendorClasses: VendorClassPattern[];
+  userAgents: UserAgentPattern[];
+  models: VendorModel[];
+  expansionModules?: { id: string; keys: number }[];
+  files: VendorFile[];
+  /** value maps from vendor-neutral values to the vendor's own: bool, transport, keyType, language, toneCountry, cidSource, dst */
+  maps: Record<string, Record<string, string>>;
+  resync: { event: string; rebootEvent?: string };
+  dhcp?: { answers: DhcpAnswer[] };
+  /** facts with sources: key -> source tag; and facts not confirmed */
+  sources?: Record<string, string>;
+  unconfirmed?: string[];
+}
