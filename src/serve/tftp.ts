@@ -70,6 +70,13 @@ export interface TftpServer {
 
 const SMALL_FILE_BYTES = 64 * 1024; // files up to this size are read whole, once per transfer
 const CHUNK_TARGET_BYTES = 64 * 1024; // read-ahead chunk for streamed files (x2 per transfer)
+/**
+ * Payload budget for one window: the windowsize granted is also capped to floor(budget / blksize).
+ * A whole window arrives as one burst; past ~128 KB of 8 KB datagrams, a default 208 KB socket
+ * receive buffer (counted in kernel truesize) overflows and every window then stalls for a
+ * retransmit timeout. RFC 7440 lets the server answer a smaller windowsize.
+ */
+const WINDOW_BUDGET_BYTES = 64 * 1024;
 const LARGE_TRANSFER_BYTES = 1024 * 1024; // "transfer done" at info from this size, debug below
 const EMPTY = Buffer.alloc(0);
 const ERR_UNKNOWN_TID = encodeError(TftpErr.UNKNOWN_TID, 'unknown transfer ID');
@@ -382,6 +389,17 @@ class Transfer {
 
   /** Negotiate options against the source size; returns the OACK to send, or null (start with DATA 1). */
   private negotiate(size: number): Buffer | null {
+    const out = this.negotiateOptions(size);
+    if (out === null) return null;
+    // the window byte budget depends on the final blksize, whatever the option order was
+    if (out.windowsize !== undefined) {
+      this.window = Math.max(1, Math.min(this.window, Math.floor(WINDOW_BUDGET_BYTES / this.blksize)));
+      out.windowsize = String(this.window);
+    }
+    return encodeOack(out);
+  }
+
+  private negotiateOptions(size: number): Record<string, string> | null {
     const o = this.req.options;
     const out: Record<string, string> = Object.create(null) as Record<string, string>;
     let any = false;
@@ -413,7 +431,7 @@ class Transfer {
         }
       }
     }
-    return any ? encodeOack(out) : null;
+    return any ? out : null;
   }
 
   private startTransfer(size: number, mkFeeder: (blksize: number, window: number) => Feeder, onNoStart?: () => void): void {
