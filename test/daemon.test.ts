@@ -112,7 +112,7 @@ test('SIGHUP reloads the ini files: a template edit shows in the next fetch', as
   assert.match(before, /pool\.ntp\.org/);
   fs.writeFileSync(tpl, fs.readFileSync(tpl, 'utf8').replace('ntp_server2 = pool.ntp.org', 'ntp_server2 = ntp2.acme.example'));
   d.proc.kill('SIGHUP');
-  await d.waitLog(/configuration reloaded generation=2/);
+  await d.waitLog(/configuration reloaded" generation=2/);
   const r = atftpGet(`${MAC}.cfg`, ['blksize 1428']);
   assert.match(r.body!.toString(), /ntp2\.acme\.example/);
 });

@@ -34,6 +34,7 @@ import {
 // ---------------------------------------------------------------- fixtures
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'aps-tftp-test-'));
+process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true })); // also after a crash
 const rand = (n: number): Buffer => randomFillSync(Buffer.allocUnsafe(n));
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
@@ -171,7 +172,8 @@ async function openRaw(): Promise<Raw> {
       const d = decode(m.msg);
       return { pkt: d.ok ? d.packet : null, msg: m.msg, port: m.port };
     },
-    close: () => sock.close(),
+    // dgram defers an unconnected send to the next tick (address lookup): close a little later
+    close: () => void setTimeout(() => sock.close(), 10),
   };
 }
 

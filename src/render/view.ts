@@ -187,6 +187,10 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       hasNtpServer2: template.datetime.ntpServer2 !== '',
       offsetHours: `${sign}${abs % 60 === 0 ? abs / 60 : (abs / 60).toFixed(2).replace(/0+$/, '')}`,
       offsetMinutes: off,
+      /** minutes west of UTC (UTC+1 = -60), as some vendors count */
+      offsetMinutesWest: -off,
+      /** +5:30, +1 */
+      offsetHM: `${sign}${abs / 60 | 0}${abs % 60 ? ':' + mm : ''}`,
       offsetSeconds: off * 60,
       offsetHHMM: `${sign}${hh}:${mm}`,
       dst: map('dst', template.datetime.dst),
