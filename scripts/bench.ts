@@ -28,6 +28,9 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const APSD = path.join(ROOT, 'dist/src/daemon.js');
 const BENCH = path.resolve(process.env.APS_BENCH_DIR ?? path.join(ROOT, '../shared/bench'));
 const QUICK = process.env.APS_BENCH_QUICK === '1';
+/** APS_BENCH_ONLY=http-close,http-ka,tftp,firmware,big runs only those parts */
+const ONLY = process.env.APS_BENCH_ONLY?.split(',');
+const want = (part: string) => !ONLY || ONLY.includes(part);
 const N = 10_000;
 const results: Record<string, unknown> = {};
 
@@ -45,7 +48,7 @@ function makeSite(devices: number, withLines: boolean): { dir: string; cfg: stri
   const state = path.join(dir, 'state');
   fs.mkdirSync(path.join(cfg, 'templates.d'), { recursive: true });
   fs.mkdirSync(path.join(cfg, 'extensions.d'), { recursive: true });
-  fs.writeFileSync(path.join(cfg, 'aps.ini'), `[server]\nstate_dir = ${state}\nlog_level = warn\n[provisioning]\nsip_server = 1.1.1.1\nurl = http://1.1.1.1:8080/provisioning/\n[security]\nauth = digest\nusername = phone\npassword = secret\ntftp_secrets = lease\n[ip_dns_map]\n1.1.1.1 = pbx.example.com\n`);
+  fs.writeFileSync(path.join(cfg, 'aps.ini'), `[server]\nstate_dir = ${state}\nlog_level = info\n[provisioning]\nsip_server = 1.1.1.1\nurl = http://1.1.1.1:8080/provisioning/\n[security]\nauth = digest\nusername = phone\npassword = secret\ntftp_secrets = lease\n[ip_dns_map]\n1.1.1.1 = pbx.example.com\n`);
   const tpl = fs.readFileSync(path.join(ROOT, 'test/fixtures/config/templates.d/yealink-full.ini'), 'utf8').replace('tenant = acme', 'tenant = *');
   fs.writeFileSync(path.join(cfg, 'templates.d/yealink.ini'), tpl);
   const model = /model = (\S+)/.exec(tpl)![1];
@@ -58,15 +61,23 @@ function makeSite(devices: number, withLines: boolean): { dir: string; cfg: stri
   const list = [];
   for (let i = 0; i < devices; i++) list.push({ mac: macOf(i), tenant: 'default', vendor: 'yealink', model, template: 'yealink', state: 'provisioned' as const });
   store.addDevices(list);
-  const now = Date.now();
   store.db.transaction(() => {
     for (let i = 0; i < devices; i++) {
       if (withLines) store.db.prepare('INSERT INTO lines (mac, idx, extension) VALUES (?, 1, ?)').run(macOf(i), String(1000 + i));
-      store.putLease({ mac: macOf(i), ip: '127.0.0.1', interface: 'lo', source: 'bench', expires_at: now + 3600_000, seen_at: now });
     }
   })();
   store.close();
   return { dir, cfg, state };
+}
+
+/** TFTP has no credentials: its proof is the DHCP lease, here held by 127.0.0.1 for every MAC. */
+function addLeases(state: string, devices: number) {
+  const store = Store.open(state);
+  const now = Date.now();
+  store.db.transaction(() => {
+    for (let i = 0; i < devices; i++) store.putLease({ mac: macOf(i), ip: '127.0.0.1', interface: 'lo', source: 'bench', expires_at: now + 3600_000, seen_at: now });
+  })();
+  store.close();
 }
 
 interface Running {
@@ -79,7 +90,8 @@ interface Running {
 
 async function startApsd(cfg: string): Promise<Running> {
   const t0 = process.hrtime.bigint();
-  const p = spawn(process.execPath, [APSD, '--config', cfg, '--http-listen', '127.0.0.1:0', '--tftp-listen', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, JOURNAL_STREAM: '' } });
+  const prof = process.env.APS_BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.APS_BENCH_PROF] : [];
+  const p = spawn(process.execPath, [...prof, APSD, '--config', cfg, '--http-listen', '127.0.0.1:0', '--tftp-listen', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, JOURNAL_STREAM: '' } });
   let buf = '';
   const ready = await new Promise<string>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error('apsd not ready in 30 s: ' + buf)), 30_000);
@@ -173,10 +185,10 @@ async function main() {
   if (haveBench) {
     const url = `http://${a.http}`;
     const pathsFile = path.join(work, 'paths.txt');
-    for (const [label, extra] of [
-      ['HTTP digest, Connection: close, c200', ['auth=digest', 'user=phone', 'pass=secret', 'close=1']],
-      ['HTTP digest, keep-alive, c200', ['auth=digest', 'user=phone', 'pass=secret']],
-    ] as [string, string[]][]) {
+    for (const [label, extra] of ([
+      ['http-close', 'HTTP digest, Connection: close, c200', ['auth=digest', 'user=phone', 'pass=secret', 'close=1']],
+      ['http-ka', 'HTTP digest, keep-alive, c200', ['auth=digest', 'user=phone', 'pass=secret']],
+    ] as [string, string, string[]][]).filter((x) => want(x[0])).map((x) => [x[1], x[2]] as const)) {
       const cpu0 = cpuSeconds(a.pid);
       const t0 = Date.now();
       const w = wrk(url, pathsFile, extra);
@@ -188,21 +200,27 @@ async function main() {
     }
     log(`RSS after HTTP load: ${rssMb(a.pid).toFixed(1)} MB`);
 
+    addLeases(site.state, N);
     const bin = path.join(work, 'tftpbench');
     execFileSync('gcc', ['-O2', '-o', bin, path.join(BENCH, 'tftpbench.c')]);
     const [host, port] = a.tftp.split(':');
+    if (want('tftp')) {
     const t = tftpbench(bin, ['load', '-s', `${host}:${port}`, '-L', path.join(work, 'names.txt'), '-D', expectDir, '-c', '200', '-n', String(QUICK ? 3000 : N), '-b', '1428', '-t', '-d', '120']);
     log(`TFTP configs c200 blksize 1428: ${summarizeTftp(t.json) ?? t.raw}`);
     results['TFTP configs c200 b1428'] = t.json;
+    }
+    if (want('firmware')) {
     const f = tftpbench(bin, ['load', '-s', `${host}:${port}`, '-f', 'firmware-30m.bin', '-e', fw, '-b', '1428', '-w', '8', '-t', '-d', '60']);
     log(`TFTP 30 MiB firmware, windowsize 8: ${summarizeTftp(f.json) ?? f.raw}`);
     results['TFTP firmware w8'] = f.json;
+    }
     log(`RSS after TFTP load: ${rssMb(a.pid).toFixed(1)} MB`);
   }
   await a.stop();
   fs.rmSync(site.dir, { recursive: true, force: true });
 
   // --- 100,000 devices --------------------------------------------------------------------
+  if (want('big')) {
   log(`\npreparing 100,000 devices …`);
   const big = makeSite(100_000, false);
   const b = await startApsd(big.cfg);
@@ -212,6 +230,7 @@ async function main() {
   results.devices100k = { readyMs: b.readyMs, rssMb: idle };
   await b.stop();
   fs.rmSync(big.dir, { recursive: true, force: true });
+  }
 
   const out = path.join(ROOT, 'bench-out');
   fs.mkdirSync(out, { recursive: true });

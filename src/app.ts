@@ -51,7 +51,7 @@ export class App {
     this.log.setLevel(this.config.settings.server.logLevel);
     this.registry = VendorRegistry.load(opts.vendorsDir ?? DEFAULT_VENDORS_DIR);
     checkTemplates(this.config, this.registry);
-    this.store = Store.open(this.config.settings.server.stateDir);
+    this.store = Store.open(this.config.settings.server.stateDir, { cache: true });
     fs.mkdirSync(this.config.settings.server.firmwareDir, { recursive: true });
     this.renderer = new Renderer({ registry: this.registry, store: this.store, config: () => this.config, generation: () => this.generation });
     const sec = this.config.settings.security;

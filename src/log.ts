@@ -45,7 +45,7 @@ export interface LoggerOptions {
 
 export function createLogger(opts: LoggerOptions = {}, base: Fields = {}): Logger {
   const state = { level: opts.level ?? 'info' };
-  const write = opts.write ?? ((l: string) => process.stderr.write(l + '\n'));
+  const write = opts.write ?? batchedStderr();
   const writeSec = opts.writeSecurity ?? write;
   const stamps = opts.timestamps ?? !process.env.JOURNAL_STREAM;
   const make = (ctx: Fields): Logger => {
@@ -70,6 +70,31 @@ export function createLogger(opts: LoggerOptions = {}, base: Fields = {}): Logge
   };
   return make(base);
 }
+
+/**
+ * Lines to stderr, gathered per event-loop turn into one write: under a boot storm this is
+ * one system call per turn instead of one per line. Flushed synchronously at exit.
+ */
+let pending: string[] = [];
+let scheduled = false;
+function flushStderr(): void {
+  scheduled = false;
+  if (!pending.length) return;
+  const text = pending.join('');
+  pending = [];
+  process.stderr.write(text);
+}
+function batchedStderr(): (line: string) => void {
+  return (line: string) => {
+    pending.push(line + '\n');
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(flushStderr);
+    }
+  };
+}
+process.on('exit', flushStderr);
+export { flushStderr };
 
 function tail(fields: Fields): string {
   const s = logfmt(fields);

@@ -83,6 +83,16 @@ export class Renderer {
     return value;
   }
 
+  private ipMaps = new Map<string, { gen: number; map: ReturnType<typeof compileIpMap> }>();
+  private ipMapFor(tenantId: string, tenantMap: Parameters<typeof compileIpMap>[0], globalMap: Parameters<typeof compileIpMap>[1]) {
+    const gen = this.deps.generation();
+    const hit = this.ipMaps.get(tenantId);
+    if (hit && hit.gen === gen) return hit.map;
+    const map = compileIpMap(tenantMap, globalMap);
+    this.ipMaps.set(tenantId, { gen, map });
+    return map;
+  }
+
   clear(): void {
     this.cache.clear();
     this.cacheBytes = 0;
@@ -130,7 +140,7 @@ export class Renderer {
         file: `${vendor.dir}/templates/${file.spec.template}.mustache`,
       });
     }
-    out = applyIpMap(out, compileIpMap(tenant.ipDnsMap, config.settings.ipDnsMap));
+    out = applyIpMap(out, this.ipMapFor(tenant.id, tenant.ipDnsMap, config.settings.ipDnsMap));
     const body = Buffer.from(out, 'utf8');
     return {
       body,

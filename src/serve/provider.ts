@@ -28,6 +28,9 @@ export interface ProviderDeps {
 }
 
 export function provide(deps: ProviderDeps, rawName: string, prove: (mac: Mac) => Proof): Outcome {
+  // apsctl writes from another process: a cheap check per request makes its change visible
+  // to the very next fetch
+  deps.store.pollChanges();
   const r = resolveName(rawName, deps.registry(), deps.firmwareDir());
   if (r.kind === 'refused' || r.kind === 'notfound') return r;
   if (r.kind === 'firmware') return { kind: 'firmware', path: r.path, size: r.size, file: r.name };

@@ -12,14 +12,16 @@
  *    a stale length;
  *  - file sources: small files are read whole once; large ones are streamed through two
  *    read-ahead chunk buffers filled with fs.read on one fd (no whole-file reads);
- *  - one timer per transfer, refreshed when something is sent; no promise/await per packet.
+ *  - one timer per transfer, refreshed when something is sent; no promise/await per packet;
+ *  - netascii sources are converted once, up front (tsize must announce the converted size anyway);
+ *  - the windowsize granted is also capped so that one window carries at most 64 KiB of payload.
  */
 import dgram from 'node:dgram';
 import dns from 'node:dns';
 import fs from 'node:fs';
 import net from 'node:net';
 import { ApsError } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { Fields, Logger } from '../log.js';
 import {
   OP_ACK,
   OP_ERROR,
@@ -382,7 +384,7 @@ class Transfer {
 
   private readFailed(e: Error): void {
     if (this.state === S_DONE) return;
-    this.srv.log.warn('tftp file read failed', { req: this.req.reqId, file: this.req.file, err: e.message });
+    this.srv.warnThrottled('read', 'tftp file read failed', { req: this.req.reqId, file: this.req.file, err: e.message });
     this.sendPacket(encodeError(TftpErr.NOT_DEFINED, 'read error'));
     this.finish(false, 'read error', true);
   }
@@ -584,7 +586,15 @@ class Transfer {
 
   private onSocketError(e: Error): void {
     if (this.state === S_DONE) return;
-    this.srv.log.warn('tftp transfer socket error', { req: this.req.reqId, ip: this.req.remote.address, err: e.message });
+    const code = (e as NodeJS.ErrnoException).code;
+    if (this.state === S_RESOLVING) {
+      // the transfer socket could not be bound (EMFILE, ENOBUFS ...): tell the client to come back later
+      this.srv.warnThrottled('bind', 'tftp cannot open a transfer socket', { req: this.req.reqId, ip: this.req.remote.address, err: code ?? e.message });
+      this.srv.sendFromListener(this.listener, TftpErr.NOT_DEFINED, 'server busy', this.rport, this.raddr);
+      this.finish(false, 'no transfer socket', false);
+      return;
+    }
+    this.srv.warnThrottled('socket', 'tftp transfer socket error', { req: this.req.reqId, ip: this.req.remote.address, err: code ?? e.message });
     this.finish(false, 'socket error', true);
   }
 
@@ -798,6 +808,19 @@ class ServerImpl implements TftpServer {
 
   stats(): { active: number; served: number; failed: number; refused: number; malformed: number } {
     return { active: this.transfers.size, ...this.st };
+  }
+
+  private readonly warned = new Map<string, { at: number; suppressed: number }>();
+  /** A warning at most once a second per kind (with a count of the ones left out), for storms of the same failure. */
+  warnThrottled(kind: string, msg: string, fields: Fields): void {
+    const now = Date.now();
+    const w = this.warned.get(kind);
+    if (w !== undefined && now - w.at < 1000) {
+      w.suppressed++;
+      return;
+    }
+    this.log.warn(msg, { ...fields, suppressed: w?.suppressed || undefined });
+    this.warned.set(kind, { at: now, suppressed: 0 });
   }
 
   private nextReqId(): string {

@@ -62,9 +62,16 @@ export const SCHEMA_VERSION = MIGRATIONS.length;
 export class Store {
   readonly db: Database.Database;
   private readonly q;
+  /** device rows by MAC (null = known absent), when opened with { cache: true } */
+  private readonly devCache: Map<string, DeviceRow | null> | null;
+  private lastDataVersion = 0;
+  private readonly dataVersionStmt;
 
-  private constructor(db: Database.Database) {
+  private constructor(db: Database.Database, cache: boolean) {
     this.db = db;
+    this.devCache = cache ? new Map() : null;
+    this.dataVersionStmt = db.prepare('PRAGMA data_version').pluck();
+    this.lastDataVersion = this.dataVersionStmt.get() as number;
     this.q = {
       device: db.prepare<[string], DeviceRow>('SELECT * FROM devices WHERE mac = ?'),
       lines: db.prepare<[string], LineRow>('SELECT * FROM lines WHERE mac = ? ORDER BY idx'),
@@ -95,8 +102,12 @@ export class Store {
     };
   }
 
-  /** Opens (creating if needed) state_dir/aps.db and brings its schema up to date. */
-  static open(stateDir: string, opts: { readonly?: boolean } = {}): Store {
+  /**
+   * Opens (creating if needed) state_dir/aps.db and brings its schema up to date.
+   * `cache: true` (apsd) keeps device rows in memory; call pollChanges() often so that
+   * writes by other processes (apsctl) are seen.
+   */
+  static open(stateDir: string, opts: { readonly?: boolean; cache?: boolean } = {}): Store {
     const file = path.join(stateDir, 'aps.db');
     let db: Database.Database;
     try {
@@ -112,7 +123,20 @@ export class Store {
       throw new ApsError('APS_ERR_STORE', `cannot open the state database: ${(e as Error).message}`, { file });
     }
     if (!opts.readonly) migrate(db, file);
-    return new Store(db);
+    return new Store(db, opts.cache ?? false);
+  }
+
+  /** Drops cached rows when another connection has committed since the last call. */
+  pollChanges(): boolean {
+    const v = this.dataVersionStmt.get() as number;
+    if (v === this.lastDataVersion) return false;
+    this.lastDataVersion = v;
+    this.devCache?.clear();
+    return true;
+  }
+
+  private written(): void {
+    this.devCache?.clear();
   }
 
   close(): void {
@@ -120,7 +144,14 @@ export class Store {
   }
 
   device(mac: Mac): DeviceRow | undefined {
-    return this.q.device.get(mac);
+    const c = this.devCache;
+    if (!c) return this.q.device.get(mac);
+    const hit = c.get(mac);
+    if (hit !== undefined) return hit ?? undefined;
+    const row = this.q.device.get(mac);
+    if (c.size >= 200_000) c.clear();
+    c.set(mac, row ?? null);
+    return row;
   }
 
   lines(mac: Mac): LineRow[] {
@@ -142,6 +173,7 @@ export class Store {
   }
 
   addDevice(d: NewDevice): DeviceRow {
+    this.written();
     const now = Date.now();
     const tx = this.db.transaction(() => {
       if (this.q.device.get(d.mac)) {
@@ -159,6 +191,7 @@ export class Store {
 
   /** Adds many devices in one transaction: all or none. */
   addDevices(list: NewDevice[]): void {
+    this.written();
     const now = Date.now();
     this.db.transaction(() => {
       for (const d of list) {
@@ -171,6 +204,7 @@ export class Store {
   }
 
   removeDevice(mac: Mac): boolean {
+    this.written();
     const now = Date.now();
     return this.db.transaction(() => {
       const r = this.q.deleteDevice.run(mac);
@@ -180,6 +214,7 @@ export class Store {
   }
 
   updateDevice(mac: Mac, patch: Partial<Pick<DeviceRow, 'tenant' | 'template' | 'model' | 'label' | 'state'>>): DeviceRow {
+    this.written();
     const keys = Object.keys(patch).filter((k) => (patch as Record<string, unknown>)[k] !== undefined);
     const now = Date.now();
     this.db.transaction(() => {
@@ -194,6 +229,7 @@ export class Store {
   }
 
   setLine(l: Omit<LineRow, 'srtp'> & { srtp: boolean }): void {
+    this.written();
     const now = Date.now();
     this.db.transaction(() => {
       if (!this.q.device.get(l.mac)) throw new ApsError('APS_ERR_NOT_FOUND', `no device ${l.mac}`, { key: l.mac });
@@ -204,6 +240,7 @@ export class Store {
   }
 
   removeLine(mac: Mac, idx: number): boolean {
+    this.written();
     const now = Date.now();
     return this.db.transaction(() => {
       const r = this.q.deleteLine.run(mac, idx);
