@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import Database from 'better-sqlite3';
@@ -157,6 +157,43 @@ test('SIGTERM stops apsd with exit status 0', async () => {
     assert.ok(e.logs.some((l) => /apsd stopped/.test(l)));
   } finally {
     e.cleanup();
+  }
+});
+
+test('under systemd, READY=1 reaches the notify socket only once HTTP and TFTP answer, and STOPPING=1 at SIGTERM', async () => {
+  const sock = path.join(tmp, 'notify.sock');
+  const recv = path.join(tmp, 'notify.log');
+  // a unix datagram socket playing systemd's part (python3: Node has no unix datagram sockets)
+  const py = spawn('python3', ['-c', `
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+s.settimeout(20)
+with open(sys.argv[2], 'a') as f:
+    while True:
+        try:
+            m = s.recv(4096).decode()
+        except socket.timeout:
+            break
+        f.write(m.replace('\\n', ' ') + '\\n'); f.flush()
+        if 'STOPPING=1' in m:
+            break
+`, sock, recv], { stdio: 'ignore' });
+  try {
+    for (let i = 0; i < 50 && !fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 50));
+    const e = await startDaemon({ env: { NOTIFY_SOCKET: sock } });
+    try {
+      for (let i = 0; i < 50 && !(fs.existsSync(recv) && /READY=1/.test(fs.readFileSync(recv, 'utf8'))); i++) await new Promise((r) => setTimeout(r, 50));
+      assert.match(fs.readFileSync(recv, 'utf8'), /READY=1/);
+      assert.is(curl([`http://${e.http}/none.cfg`]).status, 404, 'HTTP answers once READY was sent');
+      assert.is(await e.stop('SIGTERM'), 0);
+      for (let i = 0; i < 50 && !/STOPPING=1/.test(fs.readFileSync(recv, 'utf8')); i++) await new Promise((r) => setTimeout(r, 50));
+      assert.match(fs.readFileSync(recv, 'utf8'), /STOPPING=1/);
+    } finally {
+      e.cleanup();
+    }
+  } finally {
+    py.kill();
   }
 });
 
