@@ -8,13 +8,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
-need=(python3 make g++ libpcap-dev libsystemd-dev)
-tools=(curl tftp-hpa atftp iproute2 systemd)
+# build packages always; the test peers too (npm test talks to real clients and servers)
+mapfile -t pkgs < <(awk '/^(build|test) /{print $2}' scripts/packages.txt)
 missing=()
-for p in "${need[@]}" "${tools[@]}"; do
+for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
+  # DHCP servers and fail2ban come as test tools: do not let their packages start services
+  [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; trap 'rm -f /usr/sbin/policy-rc.d' EXIT; }
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi

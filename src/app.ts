@@ -9,12 +9,12 @@ import { ApsError } from './errors.js';
 import { loadConfig, type Config } from './config/index.js';
 import { formatHostPort } from './config/fields.js';
 import type { HostPort } from './config/fields.js';
-import { createLogger, type Logger } from './log.js';
+import { createLogger, fileWriter, type Logger } from './log.js';
 import { Renderer } from './render/index.js';
 import { Store } from './store/index.js';
 import { VendorRegistry } from './vendors/registry.js';
 import { DigestAuth } from './serve/digest.js';
-import { Guard } from './serve/guard.js';
+import { Guard, normalizeIp } from './serve/guard.js';
 import { HttpService } from './serve/http.js';
 import { createTftpServer, type TftpServer } from './serve/tftp.js';
 import { tftpResolver } from './serve/tftp-adapter.js';
@@ -30,6 +30,7 @@ export interface AppOptions {
   log?: Logger;
   /** override listen addresses (tests) */
   httpListen?: HostPort[];
+  httpsListen?: HostPort[];
   tftpListen?: HostPort[];
 }
 
@@ -43,11 +44,13 @@ export class App {
   readonly guard: Guard;
   readonly log: Logger;
   http?: HttpService;
+  https?: HttpService;
   tftp?: TftpServer;
 
   constructor(readonly opts: AppOptions) {
     this.config = loadConfig(opts.configDir);
-    this.log = opts.log ?? createLogger({ level: this.config.settings.server.logLevel });
+    const secLog = this.config.settings.server.securityLog;
+    this.log = opts.log ?? createLogger({ level: this.config.settings.server.logLevel, writeSecurity: secLog ? fileWriter(secLog) : undefined });
     this.log.setLevel(this.config.settings.server.logLevel);
     this.registry = VendorRegistry.load(opts.vendorsDir ?? DEFAULT_VENDORS_DIR);
     checkTemplates(this.config, this.registry);
@@ -56,7 +59,7 @@ export class App {
     this.renderer = new Renderer({ registry: this.registry, store: this.store, config: () => this.config, generation: () => this.generation });
     const sec = this.config.settings.security;
     this.auth = new DigestAuth(sec.username ? { username: sec.username, password: sec.password } : null, sec.realm);
-    this.guard = new Guard({ store: this.store, settings: () => this.config.settings, auth: this.auth });
+    this.guard = new Guard({ store: this.store, settings: () => this.config.settings, auth: this.auth, log: this.log, registry: () => this.registry });
     for (const w of this.config.warnings) this.log.warn(w);
   }
 
@@ -77,6 +80,16 @@ export class App {
       this.http = new HttpService(deps);
       await this.http.start(httpListen);
     }
+    const httpsListen = this.opts.httpsListen ?? s.https.listen;
+    if (httpsListen.length) {
+      this.https = new HttpService(deps);
+      try {
+        await this.https.start(httpsListen, { cert: s.https.cert, key: s.https.key, clientCa: s.https.clientCa });
+      } catch (e) {
+        await this.http?.close(0);
+        throw e;
+      }
+    }
     const tftpListen = this.opts.tftpListen ?? s.tftp.listen;
     if (s.tftp.enabled && tftpListen.length) {
       this.tftp = createTftpServer({
@@ -85,16 +98,19 @@ export class App {
         log: this.log,
         maxBlksize: s.tftp.maxBlksize,
         maxWindowsize: s.tftp.maxWindowsize,
+        silent: (address) => this.guard.banned(normalizeIp(address)) !== null,
       });
       try {
         await this.tftp.start();
       } catch (e) {
         await this.http?.close(0);
+        await this.https?.close(0);
         throw e;
       }
     }
     this.log.info('apsd ready', {
       http: this.http?.addresses().map(formatHostPort).join(','),
+      https: this.https?.addresses().map(formatHostPort).join(','),
       tftp: this.tftp?.addresses().map(formatHostPort).join(','),
       config: this.config.dir ?? '(built-in defaults)',
       state: s.server.stateDir,
@@ -115,9 +131,8 @@ export class App {
       return { ok: false, error: msg };
     }
     const old = this.config.settings;
-    const listenChanged = JSON.stringify([old.http.listen, old.tftp.listen, old.tftp.enabled, old.server.stateDir]) !==
-      JSON.stringify([next.settings.http.listen, next.settings.tftp.listen, next.settings.tftp.enabled, next.settings.server.stateDir]);
-    if (listenChanged) this.log.warn('listen addresses, [tftp] enabled and state_dir take effect at the next restart');
+    const fixed = (x: typeof old) => JSON.stringify([x.http.listen, x.https, x.tftp.listen, x.tftp.enabled, x.server.stateDir, x.server.securityLog, x.security.realm]);
+    if (fixed(old) !== fixed(next.settings)) this.log.warn('listen addresses, [https], [tftp] enabled, state_dir, security_log and realm take effect at the next restart');
     this.config = next;
     this.generation++;
     const sec = next.settings.security;
@@ -129,7 +144,7 @@ export class App {
   }
 
   async stop(drainMs = 5000): Promise<void> {
-    await Promise.all([this.http?.close(drainMs), this.tftp?.close({ drainMs })]);
+    await Promise.all([this.http?.close(drainMs), this.https?.close(drainMs), this.tftp?.close({ drainMs })]);
     this.store.close();
   }
 }

@@ -35,7 +35,7 @@ const USAGE = `usage: apsd [--config DIR] [--vendors DIR] [--check]
   --config DIR   configuration directory (default: $APS_CONFIG, else /etc/aps if present, else built-in defaults)
   --vendors DIR  vendor data directory (default: the vendors/ folder of this installation)
   --check        validate configuration and vendor data, print warnings, and exit (0 = valid)
-  --http-listen, --tftp-listen host:port  override the ini listen addresses (for tests and one-off runs)`;
+  --http-listen, --https-listen, --tftp-listen host:port  override the ini listen addresses (for tests and one-off runs)`;
 
 async function main(): Promise<number> {
   let args;
@@ -47,6 +47,7 @@ async function main(): Promise<number> {
         check: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         'http-listen': { type: 'string' },
+        'https-listen': { type: 'string' },
         'tftp-listen': { type: 'string' },
       },
       strict: true,
@@ -76,6 +77,7 @@ async function main(): Promise<number> {
       configDir: dir,
       vendorsDir: args.vendors,
       httpListen: listenOverride(args['http-listen']),
+      httpsListen: listenOverride(args['https-listen']),
       tftpListen: listenOverride(args['tftp-listen']),
     });
   } catch (e) {

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 /**
  * logfmt logging. Two channels: the main log (stderr, read by journald) and the security
  * channel (security events in a stable format for fail2ban and auditors). No timestamps
@@ -95,6 +96,31 @@ function batchedStderr(): (line: string) => void {
 }
 process.on('exit', flushStderr);
 export { flushStderr };
+
+/** Appends lines to a file (the security log), gathered per event-loop turn like stderr. */
+export function fileWriter(file: string): (line: string) => void {
+  let buf: string[] = [];
+  let queued = false;
+  const flush = () => {
+    queued = false;
+    if (!buf.length) return;
+    const text = buf.join('');
+    buf = [];
+    try {
+      fs.appendFileSync(file, text, { mode: 0o640 });
+    } catch (e) {
+      process.stderr.write(`level=error msg="cannot write the security log" file=${file} err=${JSON.stringify((e as Error).message)}\n`);
+    }
+  };
+  process.on('exit', flush);
+  return (line) => {
+    buf.push(line + '\n');
+    if (!queued) {
+      queued = true;
+      setImmediate(flush);
+    }
+  };
+}
 
 function tail(fields: Fields): string {
   const s = logfmt(fields);

@@ -48,13 +48,18 @@ test('with no config dir apsd runs on the documented defaults', () => {
   assert.is(c.settings.http.alias, 'provisioning');
   assert.is(c.settings.security.auth, 'digest');
   assert.is(c.settings.security.tftpSecrets, 'lease');
+  assert.is(c.settings.security.banAfter, 10);
+  assert.is(c.settings.security.banWindowMs, 60_000);
+  assert.is(c.settings.security.banTimeMs, 3_600_000);
+  assert.ok(c.settings.security.trustedSubnets.has('192.168.1.20'));
+  assert.not.ok(c.settings.security.trustedSubnets.has('8.8.8.8'));
   assert.ok(c.tenants.has('default'));
 });
 
 test("the repo's etc/ is a valid configuration that equals the defaults", () => {
   const c = loadConfig(path.join(ROOT, 'etc'), '/srv/aps');
   const d = loadConfig(null, '/srv/aps');
-  assert.equal(c.settings, d.settings);
+  assert.equal(JSON.parse(JSON.stringify(c.settings)), JSON.parse(JSON.stringify(d.settings)));
 });
 
 test('the fixture configuration loads: tenants, templates, extensions and quoted secrets', () => {
@@ -105,6 +110,9 @@ test('auth values, booleans, numbers and enums name the allowed values', () => {
     ['[security]\nusername = a\n', /username and password go together/],
     ['[ip_dns_map]\n1.1.1 = pbx.example\n', /not an IPv4 address/],
     ['[provisioning]\nurl = ftp//x\n', /a URL/],
+    ['[security]\nban_time = 1 week\n', /duration/],
+    ['[security]\ntrusted_subnets = 10.0.0.0/33\n', /not an address or subnet/],
+    ['[https]\nlisten = 0.0.0.0:8443\n', /HTTPS needs a certificate/],
   ];
   for (const [text, re] of cases) {
     const e = errorOf(() => loadConfig(tmpConfig({ 'aps.ini': text })));

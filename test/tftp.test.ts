@@ -517,20 +517,31 @@ test('garbage on the listening port is dropped and counted as malformed; the ser
     rand(100),
     Buffer.from([7]),
     Buffer.alloc(0),
-    Buffer.concat([encodeRequest(OP_RRQ, 'small.cfg', 'octet'), Buffer.from('a\x00b\x00'.repeat(150), 'latin1')]), // 600+ bytes
     Buffer.from('\x00\x01small.cfg-octet-without-any-NUL', 'latin1'),
     Buffer.from([0, 42, 1, 2, 3, 0]), // unknown opcode
     encodeAck(1),
     Buffer.from([0, OP_DATA, 0, 1, 1, 2, 3]),
     encodeError(0, 'hello'),
-    encodeRequest(OP_RRQ, 'x'.repeat(300), 'octet'),
     Buffer.alloc(2000, 0xff),
   ];
   for (const g of garbage) raw.send(g, main.port);
   assert.is(await raw.next(200), null, 'no answer to garbage');
+  // a read request that is only too long gets a clear refusal instead of silence
+  const tooLong = [
+    Buffer.concat([encodeRequest(OP_RRQ, 'small.cfg', 'octet'), Buffer.from('a\x00b\x00'.repeat(150), 'latin1')]), // 600+ bytes
+    encodeRequest(OP_RRQ, 'x'.repeat(300), 'octet'),
+  ];
+  for (const g of tooLong) {
+    raw.send(g, main.port);
+    const a = await raw.next(500);
+    assert.ok(a, 'an answer to an over-long request');
+    assert.is(a!.msg.readUInt16BE(0), 5);
+    assert.is(a!.msg.readUInt16BE(2), 4);
+    assert.match(a!.msg.subarray(4).toString('latin1'), /too long/);
+  }
   raw.close();
   await sleep(50);
-  assert.is(main.srv.stats().malformed, before + garbage.length);
+  assert.is(main.srv.stats().malformed, before + garbage.length + tooLong.length);
   const out = outFile('after-garbage');
   const r = await hpaGet(main.port, 'small.cfg', out);
   assert.is(r.code, 0);

@@ -102,7 +102,7 @@ for (const v of fx.registry.list()) {
       const name = fileNameFor(cf.spec, mac, model.code);
       const m = fx.registry.matchFile(name).find((x) => x.file.spec === cf.spec)!;
       const body = fx.renderer.render(m, cf.scope === 'device' ? device : undefined).body.toString();
-      const leaks = ['S3cr3t', 'Adm1n', 'Ld4p'].filter((s) => body.includes(s));
+      const leaks = ['S3cr3t', 'Adm1n', 'Ld4p', 'Dev1ce'].filter((s) => body.includes(s));
       if (cf.spec.secrets) assert.ok(leaks.includes('S3cr3t'), `${name} is flagged as holding secrets but has no SIP password`);
       else assert.equal(leaks, [], `${name} is not flagged as holding secrets but carries ${leaks.join(', ')}`);
     }

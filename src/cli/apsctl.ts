@@ -14,6 +14,8 @@ import { buildView } from '../render/view.js';
 import { Store, type DeviceRow } from '../store/index.js';
 import { VendorRegistry, fileNameFor } from '../vendors/registry.js';
 import { table } from './table.js';
+import { explain } from '../serve/explain.js';
+import net from 'node:net';
 
 const USAGE = `usage: apsctl [--config DIR] [--vendors DIR] [--json] COMMAND ...
 
@@ -25,8 +27,15 @@ devices
   line set <mac> <n> --extension E [--label L] [--cid-source pai-from|from|rpid|pai]
                      [--local-port PORT|LOW-HIGH] [--srtp]
   line remove <mac> <n>
+  device credentials <mac> [--rotate]
+                            the phone's own HTTP credentials (written into its config)
 files
   render <mac> [<file>]     print exactly what the phone would get (no proof needed here)
+  explain <ip> <file> [--user-agent UA]
+                            what apsd decides for that request, and why (401/403/404)
+security
+  ban list                  banned source addresses
+  ban lift <ip>             lift a ban at once (apsd sees it at its next request)
 catalogue
   vendor list               vendors, their models, files and DHCP classes
   template list             hardware templates in templates.d
@@ -192,6 +201,54 @@ function lineRemove(ctx: Ctx, pos: string[]) {
   out(ctx.json ? JSON.stringify({ removed: { mac, line: Number(pos[1]) } }) + '\n' : `removed line ${pos[1]} of ${macColon(mac)}\n`);
 }
 
+function deviceCredentials(ctx: Ctx, pos: string[], o: Record<string, string | boolean | undefined>) {
+  if (pos.length !== 1) usage('device credentials takes one MAC');
+  const store = openStore(ctx);
+  const mac = requireMac(pos[0]);
+  needDevice(store, mac);
+  const c = o.rotate ? store.rotateCredentials(mac) : store.credentials(mac);
+  if (!c) throw new ApsError('APS_ERR_NOT_FOUND', `device ${macColon(mac)} has no credentials`);
+  if (ctx.json) out(JSON.stringify({ mac, username: c.username, password: c.password, created: new Date(c.created_at).toISOString() }, null, 2) + '\n');
+  else {
+    out(`username: ${c.username}\npassword: ${c.password}\ncreated:  ${new Date(c.created_at).toISOString()}\n`);
+    if (o.rotate) out('rotated: the old pair no longer works; the phone learns the new one at its next authenticated fetch\n');
+  }
+}
+
+function banList(ctx: Ctx) {
+  const bans = openStore(ctx).activeBans();
+  if (ctx.json) {
+    out(JSON.stringify(bans.map((b) => ({ ip: b.ip, until: new Date(b.until).toISOString(), reason: b.reason, count: b.count, since: new Date(b.created_at).toISOString() })), null, 2) + '\n');
+    return;
+  }
+  if (!bans.length) {
+    out('no bans\n');
+    return;
+  }
+  out(table(['IP', 'UNTIL', 'REASON', 'OFFENCES', 'SINCE'], bans.map((b) => [b.ip, new Date(b.until).toISOString(), b.reason, b.count, new Date(b.created_at).toISOString()])));
+}
+
+function banLift(ctx: Ctx, pos: string[]) {
+  if (pos.length !== 1) usage('ban lift takes one IP address');
+  const store = openStore(ctx);
+  if (!store.liftBan(pos[0])) throw new ApsError('APS_ERR_NOT_FOUND', `${pos[0]} is not banned`, { expected: 'an address from apsctl ban list' });
+  store.event('ban.lifted', null, `ip=${pos[0]}`);
+  out(ctx.json ? JSON.stringify({ lifted: pos[0] }) + '\n' : `lifted the ban of ${pos[0]}\n`);
+}
+
+function explainCmd(ctx: Ctx, pos: string[], o: Record<string, string | boolean | undefined>) {
+  if (pos.length !== 2) usage('explain takes an IP address and a file name');
+  if (!net.isIP(pos[0])) usage(`"${pos[0]}" is not an IP address`);
+  const e = explain({ ip: pos[0], file: pos[1], userAgent: o['user-agent'] as string | undefined, config: ctx.config, store: openStore(ctx), registry: ctx.registry });
+  if (ctx.json) {
+    out(JSON.stringify(e, null, 2) + '\n');
+    return;
+  }
+  out(`request of ${e.file} from ${e.ip}\n`);
+  for (const s of e.steps) out(`  ${(s.step + ':').padEnd(13)}${s.says}\n`);
+  out(`  ${'HTTP:'.padEnd(13)}${e.http}\n  ${'TFTP:'.padEnd(13)}${e.tftp}\n`);
+}
+
 function render(ctx: Ctx, pos: string[]) {
   if (pos.length < 1 || pos.length > 2) usage('render takes a MAC and optionally a file name');
   const store = openStore(ctx);
@@ -299,7 +356,7 @@ export async function main(argv: string[]): Promise<number> {
         config: { type: 'string' }, vendors: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
         tenant: { type: 'string' }, template: { type: 'string' }, model: { type: 'string' }, label: { type: 'string' },
         state: { type: 'string' }, vendor: { type: 'string' }, extension: { type: 'string' }, 'cid-source': { type: 'string' },
-        'local-port': { type: 'string' }, srtp: { type: 'boolean' },
+        'local-port': { type: 'string' }, srtp: { type: 'boolean' }, rotate: { type: 'boolean' }, 'user-agent': { type: 'string' },
       },
     });
   } catch (e) {
@@ -325,6 +382,9 @@ export async function main(argv: string[]): Promise<number> {
       case 'device list': deviceList(ctx, o); break;
       case 'device show': deviceShow(ctx, rest); break;
       case 'device remove': deviceRemove(ctx, rest); break;
+      case 'device credentials': deviceCredentials(ctx, rest, o); break;
+      case 'ban list': banList(ctx); break;
+      case 'ban lift': banLift(ctx, rest); break;
       case 'line set': lineSet(ctx, rest, o); break;
       case 'line remove': lineRemove(ctx, rest); break;
       case 'vendor list': vendorList(ctx); break;
@@ -333,6 +393,10 @@ export async function main(argv: string[]): Promise<number> {
       default:
         if (cmd === 'render') {
           render(ctx, [sub, ...rest].filter((x) => x !== undefined));
+          break;
+        }
+        if (cmd === 'explain') {
+          explainCmd(ctx, [sub, ...rest].filter((x) => x !== undefined), o);
           break;
         }
         process.stderr.write(`apsctl: unknown command "${key}"\n${USAGE}\n`);

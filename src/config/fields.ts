@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 /**
  * Typed readers for ini values. Each reader names file, line and key and what was expected
  * when a value is wrong, and knows the keys a section may hold so that a typo is an error
@@ -5,6 +6,7 @@
  */
 import net from 'node:net';
 import type { IniFile } from './ini-file.js';
+import { parseSubnets, type SubnetList } from '../net/subnets.js';
 
 export interface HostPort {
   host: string;
@@ -92,6 +94,38 @@ export class SectionReader {
       return this.fail(key, `"${v}" is not a URL`, 'a URL starting with http://, https:// or tftp://');
     }
     return v;
+  }
+
+  /** Seconds, or a number with a unit: 90, 60s, 10m, 1h, 1d. Returns milliseconds. */
+  duration(key: string, def: string, minMs = 0, maxMs = 365 * 86400_000): number {
+    const v = this.raw(key) ?? def;
+    const m = /^(\d+)\s*(s|m|h|d)?$/.exec(v.trim());
+    const ms = m ? Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 's') as 's'] : NaN;
+    if (!m || ms < minMs || ms > maxMs) {
+      return this.fail(key, `"${v}" is not a duration in range`, `seconds or a number with a unit (60s, 10m, 1h, 1d), from ${minMs / 1000}s to ${maxMs / 86_400_000}d`);
+    }
+    return ms;
+  }
+
+  /** Comma-separated addresses and subnets: 10.0.0.0/8, 192.168.1.10, fd00::/8. */
+  subnets(key: string, def: string): SubnetList {
+    const v = this.raw(key) ?? def;
+    const r = parseSubnets(v);
+    if (!r.ok) return this.fail(key, `"${r.bad}" is not an address or subnet`, 'addresses or subnets in CIDR form, comma-separated, e.g. 10.0.0.0/8, 192.168.1.10');
+    return r.list;
+  }
+
+  /** A path to an existing readable file (relative paths from the config file's folder). */
+  file(key: string, base: string): string {
+    const v = this.raw(key) ?? '';
+    if (v === '') return '';
+    const p = v.startsWith('/') ? v : `${base}/${v}`;
+    try {
+      fs.accessSync(p, fs.constants.R_OK);
+    } catch {
+      return this.fail(key, `cannot read ${p}`, 'a readable file');
+    }
+    return p;
   }
 
   /** Complains about keys the section does not know. Call after reading every key. */

@@ -53,7 +53,7 @@ export function loadConfig(dir: string | null, base = process.cwd()): Config {
   }
   const apsIni = dir && fs.existsSync(path.join(dir, 'aps.ini')) ? readIni(path.join(dir, 'aps.ini')) : null;
   if (apsIni) fp.push(fingerprintOf(apsIni.file));
-  const settings = readSettings(apsIni, base);
+  const settings = readSettings(apsIni, base, dir ?? base);
 
   const tenants = new Map<string, Tenant>();
   for (const f of iniFiles(dir, 'tenants.d')) {

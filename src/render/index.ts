@@ -128,7 +128,8 @@ export class Renderer {
       template = defaultTemplate(vendor, model);
     }
     const tenant = config.tenants.get(tenantId) ?? config.tenants.get(DEFAULT_TENANT)!;
-    const view = buildView({ config, vendor, model, tenant, template, device, lines }, { warnings });
+    const credentials = device ? this.deps.store.credentials(device.mac) : undefined;
+    const view = buildView({ config, vendor, model, tenant, template, device, lines, credentials }, { warnings });
     const text = vendor.templates.get(file.spec.template)!;
     let out: string;
     try {

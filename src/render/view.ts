@@ -13,6 +13,8 @@ import type { Vendor, VendorModel } from '../vendors/registry.js';
 import type { KeyDef } from '../config/template.js';
 
 export interface ViewInput {
+  /** the device's own HTTP credentials, written into its config so that it proves itself on later fetches */
+  credentials?: { username: string; password: string };
   config: Config;
   vendor: Vendor;
   model: VendorModel;
@@ -152,6 +154,11 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       : null,
     tenant: { id: tenant.id, name: tenant.name },
     unprovisioned: device?.state === 'unprovisioned',
+    provisioning: {
+      username: input.credentials?.username ?? '',
+      password: input.credentials?.password ?? '',
+      hasCredentials: !!input.credentials,
+    },
     server: {
       provisioningUrl,
       scheme: purl.protocol.replace(':', ''),

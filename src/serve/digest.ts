@@ -61,22 +61,23 @@ export class DigestAuth {
     return `Basic realm="${this.realm}", charset="UTF-8"`;
   }
 
-  checkBasic(header: string | undefined): AuthResult {
+  /** The password of a user name other than the site's (a device's own credentials), if any. */
+  checkBasic(header: string | undefined, other?: (username: string) => string | undefined): AuthResult {
     if (!header) return { ok: false, reason: 'missing' };
     const m = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
     if (!m) return { ok: false, reason: header.toLowerCase().startsWith('digest') ? 'scheme' : 'malformed' };
     const dec = Buffer.from(m[1], 'base64').toString('utf8');
     const i = dec.indexOf(':');
     if (i < 0) return { ok: false, reason: 'malformed' };
-    if (!this.creds) return { ok: false, reason: 'bad-user' };
     const user = dec.slice(0, i);
     const pass = dec.slice(i + 1);
-    if (!safeEq(user, this.creds.username)) return { ok: false, reason: 'bad-user' };
-    if (!safeEq(pass, this.creds.password)) return { ok: false, reason: 'bad-password' };
+    const expected = this.creds && safeEq(user, this.creds.username) ? this.creds.password : other?.(user);
+    if (expected === undefined) return { ok: false, reason: 'bad-user' };
+    if (!safeEq(pass, expected)) return { ok: false, reason: 'bad-password' };
     return { ok: true, username: user, scheme: 'basic' };
   }
 
-  checkDigest(header: string | undefined, method: string, uri: string, now = Date.now()): AuthResult {
+  checkDigest(header: string | undefined, method: string, uri: string, now = Date.now(), other?: (username: string) => string | undefined): AuthResult {
     if (!header) return { ok: false, reason: 'missing' };
     if (!/^Digest\s/i.test(header)) return { ok: false, reason: /^Basic\s/i.test(header) ? 'scheme' : 'malformed' };
     const p = parseAuthParams(header.slice(7));
@@ -86,14 +87,20 @@ export class DigestAuth {
       return { ok: false, reason: 'malformed' };
     }
     if (p.realm !== this.realm) return { ok: false, reason: 'malformed' };
-    if (!this.creds || !safeEq(p.username, this.creds.username)) return { ok: false, reason: 'bad-user' };
+    let ha1: string | undefined;
+    if (this.creds && safeEq(p.username, this.creds.username)) ha1 = this.ha1.get(algo);
+    else {
+      const pw = other?.(p.username);
+      if (pw !== undefined) ha1 = h(algo, `${p.username}:${this.realm}:${pw}`);
+    }
+    if (ha1 === undefined) return { ok: false, reason: 'bad-user' };
     if (p.uri !== uri) return { ok: false, reason: 'uri-mismatch' };
     const dot = p.nonce.indexOf('.');
     const ts = p.nonce.slice(0, dot);
     if (dot < 1 || !safeEq(p.nonce, this.nonceFor(ts))) return { ok: false, reason: 'bad-nonce' };
     const issued = parseInt(ts, 36);
     if (!Number.isFinite(issued) || issued > now + 5000) return { ok: false, reason: 'bad-nonce' };
-    const expected = h(algo, `${this.ha1.get(algo)}:${p.nonce}:${p.nc}:${p.cnonce}:auth:${h(algo, `${method}:${p.uri}`)}`);
+    const expected = h(algo, `${ha1}:${p.nonce}:${p.nc}:${p.cnonce}:auth:${h(algo, `${method}:${p.uri}`)}`);
     if (!safeEq(p.response.toLowerCase(), expected)) return { ok: false, reason: 'bad-password' };
     if (now - issued > this.nonceTtlMs) return { ok: false, reason: 'stale', stale: true };
     if (!/^[0-9a-fA-F]{8}$/.test(p.nc)) return { ok: false, reason: 'malformed' };

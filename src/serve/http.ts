@@ -5,14 +5,17 @@
  */
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { parseMac, type Mac } from '../mac.js';
 import { ApsError } from '../errors.js';
 import { formatHostPort, type HostPort } from '../config/fields.js';
 import type { Logger } from '../log.js';
 import type { Settings } from '../config/index.js';
 import type { DigestAuth } from './digest.js';
 import { normalizeIp, type Guard } from './guard.js';
-import { provide, type ProviderDeps } from './provider.js';
+import { provide, refresh, type ProviderDeps } from './provider.js';
 
 export interface HttpServerDeps extends ProviderDeps {
   guard: Guard;
@@ -26,15 +29,49 @@ export function nextReqId(prefix: string): string {
   return prefix + reqCounter.toString(36);
 }
 
+export interface TlsFiles {
+  cert: string;
+  key: string;
+  clientCa: string;
+}
+
+/**
+ * The MAC a client certificate names: a subject field (CN, serialNumber, OU, UID…) or a
+ * subjectAltName that is a MAC address and nothing else. Only called for certificates that
+ * chain to client_ca.
+ */
+export function macOfCertificate(cert: { subject?: Record<string, string | string[] | undefined> | object; subjectaltname?: string } | undefined): Mac | null {
+  if (!cert || !cert.subject) return null;
+  const values: string[] = [];
+  for (const v of Object.values(cert.subject as Record<string, unknown>)) if (v !== undefined) values.push(...(Array.isArray(v) ? v.map(String) : [String(v)]));
+  for (const san of (cert.subjectaltname ?? '').split(',')) values.push(san.replace(/^\s*[A-Za-z ]+:/, '').trim());
+  for (const v of values) {
+    const m = parseMac(String(v).replace(/^MAC[:= ]?/i, ''));
+    if (m) return m;
+  }
+  return null;
+}
+
 export class HttpService {
   private servers: http.Server[] = [];
   private inflight = 0;
 
   constructor(private readonly deps: HttpServerDeps) {}
 
-  async start(listen: HostPort[]): Promise<void> {
+  async start(listen: HostPort[], tls?: TlsFiles): Promise<void> {
+    const proto = tls ? 'https' : 'http';
+    const opts = { keepAliveTimeout: 5000, requestTimeout: 30_000, headersTimeout: 10_000, maxHeaderSize: 16384 };
     for (const hp of listen) {
-      const srv = http.createServer({ keepAliveTimeout: 5000, requestTimeout: 30_000, headersTimeout: 10_000, maxHeaderSize: 16384 }, (req, res) => this.handle(req, res));
+      const handler = (req: http.IncomingMessage, res: http.ServerResponse) => this.handle(req, res, proto);
+      const srv: http.Server = tls
+        ? https.createServer({
+            ...opts,
+            cert: fs.readFileSync(tls.cert),
+            key: fs.readFileSync(tls.key),
+            ...(tls.clientCa ? { ca: fs.readFileSync(tls.clientCa), requestCert: true, rejectUnauthorized: false } : {}),
+          }, handler)
+        : http.createServer(opts, handler);
+      srv.on('tlsClientError', (err: Error) => this.deps.log.debug('tls client error', { err: err.message }));
       srv.on('clientError', (err, sock) => {
         this.deps.log.debug('http client error', { err: (err as NodeJS.ErrnoException).code ?? err.message });
         if (sock.writable) sock.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
@@ -42,7 +79,7 @@ export class HttpService {
       });
       await new Promise<void>((resolve, reject) => {
         srv.once('error', (e: NodeJS.ErrnoException) =>
-          reject(new ApsError('APS_ERR_BIND', `cannot listen for HTTP on ${formatHostPort(hp)}: ${e.code ?? e.message}`, { key: '[http] listen', expected: 'a free address and port (ports below 1024 need CAP_NET_BIND_SERVICE)' })));
+          reject(new ApsError('APS_ERR_BIND', `cannot listen for ${proto.toUpperCase()} on ${formatHostPort(hp)}: ${e.code ?? e.message}`, { key: `[${proto}] listen`, expected: 'a free address and port (ports below 1024 need CAP_NET_BIND_SERVICE)' })));
         srv.listen({ host: hp.host, port: hp.port, backlog: 4096 }, () => resolve());
       });
       srv.on('error', (e) => this.deps.log.error('http server error', { err: e.message }));
@@ -68,17 +105,25 @@ export class HttpService {
     this.servers = [];
   }
 
-  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+  private handle(req: http.IncomingMessage, res: http.ServerResponse, proto: 'http' | 'https'): void {
     const started = process.hrtime.bigint();
     const reqId = nextReqId('h');
     const ip = normalizeIp(req.socket.remoteAddress);
+    refresh(this.deps);
+    if (this.deps.guard.banned(ip)) {
+      // a banned address learns nothing, not even why
+      res.writeHead(403, { 'Content-Length': 0, Connection: 'close' });
+      res.end();
+      req.resume();
+      return;
+    }
     this.inflight++;
     res.on('close', () => {
       this.inflight--;
     });
     res.setHeader('Server', 'aps');
     try {
-      this.route(req, res, reqId, ip, started);
+      this.route(req, res, reqId, ip, started, proto);
     } catch (e) {
       this.deps.log.error('http handler failed', { req: reqId, ip, err: (e as Error).message });
       if (!res.headersSent) this.send(res, 500, 'internal error\n');
@@ -86,7 +131,7 @@ export class HttpService {
     }
   }
 
-  private route(req: http.IncomingMessage, res: http.ServerResponse, reqId: string, ip: string, started: bigint): void {
+  private route(req: http.IncomingMessage, res: http.ServerResponse, reqId: string, ip: string, started: bigint, proto: 'http' | 'https'): void {
     const method = req.method ?? 'GET';
     const url = req.url ?? '/';
     const log = this.deps.log;
@@ -103,8 +148,14 @@ export class HttpService {
       log.info('http refused', { req: reqId, ip, path: url.slice(0, 200), status: name.status, reason: name.reason });
       return;
     }
-    const out = provide(this.deps, name.name, (mac) =>
-      this.deps.guard.http({ method, url, authorization: req.headers.authorization, ip }, mac));
+    let certMac: Mac | null = null;
+    if (proto === 'https') {
+      const sock = req.socket as TLSSocket;
+      if (sock.authorized) certMac = macOfCertificate(sock.getPeerCertificate());
+    }
+    const ua = req.headers['user-agent'];
+    const out = provide(this.deps, name.name, { proto, ip, userAgent: ua }, (mac) =>
+      this.deps.guard.http({ proto, method, url, authorization: req.headers.authorization, ip, certMac }, mac));
     const ms = () => Number(process.hrtime.bigint() - started) / 1e6;
     switch (out.kind) {
       case 'refused':
@@ -118,7 +169,8 @@ export class HttpService {
       case 'noproof': {
         const s = this.deps.settings().security;
         if (out.proof.challenge) {
-          res.setHeader('WWW-Authenticate', s.auth === 'basic' ? this.deps.auth.basicChallenge() : this.deps.auth.challenge(out.proof.stale));
+          const ch = this.deps.auth.challenge(out.proof.stale);
+          res.setHeader('WWW-Authenticate', s.auth === 'basic' && proto === 'https' ? [...ch, this.deps.auth.basicChallenge()] : ch);
           this.send(res, 401, 'authentication required\n', method);
         } else {
           this.send(res, 403, 'this file holds secrets and no proof was given\n', method);

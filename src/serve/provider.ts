@@ -27,29 +27,43 @@ export interface ProviderDeps {
   log: Logger;
 }
 
-export function provide(deps: ProviderDeps, rawName: string, prove: (mac: Mac) => Proof): Outcome {
-  // apsctl writes from another process: a cheap check per request makes its change visible
-  // to the very next fetch
-  deps.store.pollChanges();
+/**
+ * apsctl writes from another process: a cheap check at the start of every request makes its
+ * change (a device, a line, a lifted ban) visible to that very request.
+ */
+export function refresh(deps: Pick<ProviderDeps, 'store' | 'guard'>): void {
+  if (deps.store.pollChanges()) deps.guard.reloadBans();
+}
+
+export interface RequestContext {
+  proto: 'http' | 'https' | 'tftp';
+  ip: string;
+  userAgent?: string;
+}
+
+export function provide(deps: ProviderDeps, rawName: string, ctx: RequestContext, prove: (mac: Mac) => Proof): Outcome {
   const r = resolveName(rawName, deps.registry(), deps.firmwareDir());
   if (r.kind === 'refused' || r.kind === 'notfound') return r;
   if (r.kind === 'firmware') return { kind: 'firmware', path: r.path, size: r.size, file: r.name };
   const common = r.matches.find((m) => m.file.scope !== 'device');
   if (common) return render(deps, common, undefined, r.name);
   const mac = r.matches[0].mac!;
+  deps.guard.checkUserAgent(ctx.ip, ctx.proto, mac, ctx.userAgent);
   // The OUI (public, fixed) narrows which vendor's file this is; proof for a file with secrets
-  // is checked before the device lookup, so that a prober without proof cannot tell a known
-  // MAC from an unknown one.
+  // is checked before the device lookup is revealed, so that a prober without proof cannot
+  // tell a known MAC from an unknown one (both get the same refusal). The miss still counts.
   const ouiVendor = deps.registry().vendorOfMac(mac);
   const likely = ouiVendor && r.matches.some((m) => m.file.vendor === ouiVendor)
     ? r.matches.filter((m) => m.file.vendor === ouiVendor)
     : r.matches;
+  const picked = pickMatch(r.matches, deps.store);
+  const unknown = !picked || 'unknownMac' in picked;
+  if (unknown) deps.guard.note(ctx.ip, 'unknown-mac', { proto: ctx.proto, mac, file: r.name });
   let proof: Proof | undefined;
   if (likely.some((m) => m.file.spec.secrets)) {
     proof = prove(mac);
     if (!proof.ok) return { kind: 'noproof', proof, mac, file: r.name };
   }
-  const picked = pickMatch(r.matches, deps.store);
   if (!picked) return { kind: 'notfound', reason: 'no such file' };
   if ('unknownMac' in picked) return { kind: 'notfound', reason: 'unknown MAC', mac };
   if (picked.match.file.spec.secrets && !proof) {

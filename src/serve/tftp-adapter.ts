@@ -2,13 +2,16 @@
 import type { Logger } from '../log.js';
 import type { Guard } from './guard.js';
 import { normalizeIp } from './guard.js';
-import { provide, type ProviderDeps } from './provider.js';
+import { provide, refresh, type ProviderDeps } from './provider.js';
 import type { TftpRequest, TftpSource } from './tftp.js';
 
 export function tftpResolver(deps: ProviderDeps & { guard: Guard; log: Logger }) {
   return (req: TftpRequest): TftpSource => {
     const ip = normalizeIp(req.remote.address);
-    const out = provide(deps, req.file, (mac) => deps.guard.tftp(ip, mac));
+    refresh(deps);
+    // a banned address gets no answer at all
+    if (deps.guard.banned(ip)) return { kind: 'silent' };
+    const out = provide(deps, req.file, { proto: 'tftp', ip }, (mac) => deps.guard.tftp(ip, mac));
     const log = deps.log;
     switch (out.kind) {
       case 'refused':

@@ -62,6 +62,8 @@ export interface TftpServerOptions {
   retries?: number;
   /** Concurrent transfers; beyond it requests get ERROR 0 "server busy". Default 5000. */
   maxTransfers?: number;
+  /** addresses that get no answer at all, not even an error (banned ones) */
+  silent?: (address: string) => boolean;
 }
 export interface TftpServer {
   start(): Promise<void>;
@@ -710,6 +712,7 @@ class ServerImpl implements TftpServer {
   readonly timeoutMs: number;
   readonly retries: number;
   readonly maxTransfers: number;
+  readonly silent?: (address: string) => boolean;
   readonly st = { served: 0, failed: 0, refused: 0, malformed: 0 };
   private readonly transfers = new Map<string, Transfer>();
   private listeners: Listener[] = [];
@@ -728,6 +731,7 @@ class ServerImpl implements TftpServer {
     this.timeoutMs = clampInt(opts.timeoutMs, 1000, 1, 255_000);
     this.retries = clampInt(opts.retries, 5, 0, 1000);
     this.maxTransfers = clampInt(opts.maxTransfers, 5000, 1, 1_000_000);
+    this.silent = opts.silent;
     this.seq = (Math.random() * 0x100000000) >>> 0;
   }
 
@@ -844,6 +848,10 @@ class ServerImpl implements TftpServer {
     if (!r.ok) {
       this.st.malformed++;
       if (log.enabled('debug')) log.debug('tftp malformed packet dropped', { ip: rinfo.address, port: rinfo.port, bytes: msg.length, reason: r.reason });
+      // a read or write request that is only too long gets a clear refusal (unless silenced)
+      if (msg.length >= 2 && msg[0] === 0 && (msg[1] === 1 || msg[1] === 2) && /too long/.test(r.reason) && rinfo.port !== 0 && !this.silent?.(rinfo.address)) {
+        this.sendFromListener(l, TftpErr.ILLEGAL_OPERATION, r.reason, rinfo.port, rinfo.address);
+      }
       return;
     }
     const p = r.packet;
@@ -851,6 +859,7 @@ class ServerImpl implements TftpServer {
       this.st.malformed++; // source port 0 cannot be answered
       return;
     }
+    if (p.op === OP_WRQ && this.silent?.(rinfo.address)) return;
     if (p.op === OP_WRQ) {
       this.st.refused++;
       if (log.enabled('debug')) log.debug('tftp upload refused', { ip: rinfo.address, file: p.filename });

@@ -4,6 +4,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import crypto from 'node:crypto';
 import Database from 'better-sqlite3';
 import { ApsError } from '../errors.js';
 import type { Mac } from '../mac.js';
@@ -44,6 +45,26 @@ export interface LeaseRow {
   source: string;
   expires_at: number;
   seen_at: number;
+}
+
+export interface CredentialsRow {
+  mac: Mac;
+  username: string;
+  password: string;
+  created_at: number;
+}
+
+export interface BanRow {
+  ip: string;
+  until: number;
+  reason: string;
+  count: number;
+  created_at: number;
+}
+
+/** A fresh per-device credential pair: a user name from the MAC, a 20-character random password. */
+export function newCredentials(mac: Mac): { username: string; password: string } {
+  return { username: `aps${mac}`, password: crypto.randomBytes(15).toString('base64url') };
 }
 
 export interface NewDevice {
@@ -98,6 +119,18 @@ export class Store {
            expires_at = excluded.expires_at, seen_at = excluded.seen_at`,
       ),
       event: db.prepare('INSERT INTO events (at, kind, mac, detail) VALUES (?, ?, ?, ?)'),
+      creds: db.prepare<[string], CredentialsRow>('SELECT * FROM credentials WHERE mac = ?'),
+      putCreds: db.prepare(
+        `INSERT INTO credentials (mac, username, password, created_at) VALUES (@mac, @username, @password, @now)
+         ON CONFLICT (mac) DO UPDATE SET username = excluded.username, password = excluded.password, created_at = excluded.created_at`,
+      ),
+      bans: db.prepare<[number], BanRow>('SELECT * FROM bans WHERE until > ? ORDER BY until DESC'),
+      putBan: db.prepare(
+        `INSERT INTO bans (ip, until, reason, count, created_at) VALUES (@ip, @until, @reason, @count, @now)
+         ON CONFLICT (ip) DO UPDATE SET until = excluded.until, reason = excluded.reason, count = excluded.count, created_at = excluded.created_at`,
+      ),
+      liftBan: db.prepare('DELETE FROM bans WHERE ip = ?'),
+      purgeBans: db.prepare('DELETE FROM bans WHERE until <= ?'),
       seen: db.prepare('UPDATE devices SET seen_at = ?, last_ip = ? WHERE mac = ?'),
     };
   }
@@ -183,6 +216,7 @@ export class Store {
         mac: d.mac, tenant: d.tenant, vendor: d.vendor, model: d.model, template: d.template,
         state: d.state ?? 'provisioned', label: d.label ?? '', source: d.source ?? 'cli', now,
       });
+      this.q.putCreds.run({ mac: d.mac, ...newCredentials(d.mac), now });
       this.q.event.run(now, 'device.added', d.mac, `tenant=${d.tenant} vendor=${d.vendor} model=${d.model}`);
     });
     tx();
@@ -199,6 +233,7 @@ export class Store {
           mac: d.mac, tenant: d.tenant, vendor: d.vendor, model: d.model, template: d.template,
           state: d.state ?? 'provisioned', label: d.label ?? '', source: d.source ?? 'cli', now,
         });
+        this.q.putCreds.run({ mac: d.mac, ...newCredentials(d.mac), now });
       }
     })();
   }
@@ -255,6 +290,40 @@ export class Store {
   /** The line (if any) of a tenant's device that holds this extension. */
   lineWithExtension(tenant: string, extension: string): (LineRow & { tenant: string }) | undefined {
     return this.q.lineByExtension.get(extension, tenant);
+  }
+
+  /** The device's own HTTP credentials (made with the device). */
+  credentials(mac: Mac): CredentialsRow | undefined {
+    return this.q.creds.get(mac);
+  }
+
+  /** New credentials for a device; the old ones stop working at once. */
+  rotateCredentials(mac: Mac): CredentialsRow {
+    const now = Date.now();
+    this.written();
+    this.db.transaction(() => {
+      if (!this.q.device.get(mac)) throw new ApsError('APS_ERR_NOT_FOUND', `no device ${mac}`, { key: mac });
+      this.q.putCreds.run({ mac, ...newCredentials(mac), now });
+      this.q.bump.run(now, mac);
+      this.q.event.run(now, 'credentials.rotated', mac, '');
+    })();
+    return this.credentials(mac)!;
+  }
+
+  activeBans(now = Date.now()): BanRow[] {
+    return this.q.bans.all(now);
+  }
+
+  putBan(b: Omit<BanRow, 'created_at'>): void {
+    this.q.putBan.run({ ...b, now: Date.now() });
+  }
+
+  liftBan(ip: string): boolean {
+    return this.q.liftBan.run(ip).changes > 0;
+  }
+
+  purgeBans(now = Date.now()): void {
+    this.q.purgeBans.run(now);
   }
 
   lease(mac: Mac): LeaseRow | undefined {

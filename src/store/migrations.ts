@@ -50,4 +50,23 @@ export const MIGRATIONS: string[] = [
     detail TEXT NOT NULL DEFAULT ''
   );
   `,
+  // 2: per-device HTTP credentials (one pair per device, made for existing devices too), and
+  // bans of source addresses that survive a restart
+  `
+  CREATE TABLE credentials (
+    mac        TEXT PRIMARY KEY REFERENCES devices (mac) ON DELETE CASCADE,
+    username   TEXT NOT NULL UNIQUE,
+    password   TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  INSERT INTO credentials (mac, username, password, created_at)
+    SELECT mac, 'aps' || mac, lower(hex(randomblob(12))), CAST(strftime('%s', 'now') AS INTEGER) * 1000 FROM devices;
+  CREATE TABLE bans (
+    ip         TEXT PRIMARY KEY,
+    until      INTEGER NOT NULL,
+    reason     TEXT NOT NULL,
+    count      INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+  );
+  `,
 ];

@@ -70,6 +70,18 @@ export async function startDaemon(opts: { setup?: (configDir: string, stateDir: 
   proc.stdout!.on('data', onData);
   proc.stderr!.on('data', onData);
   const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+  // every daemon's log is kept for the suite's last test, which looks for leaked secrets
+  if (process.env.APS_TEST_LOG_DIR) {
+    const keep = path.join(process.env.APS_TEST_LOG_DIR, `apsd-${proc.pid}.log`);
+    proc.on('exit', () => {
+      try {
+        fs.mkdirSync(process.env.APS_TEST_LOG_DIR!, { recursive: true });
+        fs.writeFileSync(keep, logs.join('\n') + '\n');
+      } catch {
+        // the log dir is gone: the leak test will say so
+      }
+    });
+  }
   const waitLog = (re: RegExp, ms = 10_000) => {
     const found = logs.find((l) => re.test(l));
     if (found) return Promise.resolve(found);

@@ -38,6 +38,8 @@ export function makeFixture(): Fixture {
     const mac = fixtureMac(v);
     store.addDevice({ mac, tenant: 'acme', vendor: v.id, model: t.model, template: t.name, label: 'Reception' });
     store.setLine({ mac, idx: 1, extension: '101', label: 'Alice', cid_source: 'pai-from', local_port: '5062', srtp: true });
+    // fixed per-device credentials, so that golden files do not change from run to run
+    store.db.prepare('UPDATE credentials SET password = ? WHERE mac = ?').run('Dev1ce&Pass<' + v.id + '>', mac);
   }
   const renderer = new Renderer({ registry, store, config: () => config, generation: () => 1 });
   return {
