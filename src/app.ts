@@ -24,6 +24,17 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const INSTALL_DIR = fs.existsSync(path.join(HERE, '../vendors')) ? path.resolve(HERE, '..') : path.resolve(HERE, '../..');
 export const DEFAULT_VENDORS_DIR = path.join(INSTALL_DIR, 'vendors');
 
+/** A part of apsd with a life of its own (DHCP capture, DHCP server, FastAGI, SIP PnP …). */
+export interface Service {
+  name: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** called after a successful configuration reload */
+  reload?(): void;
+  /** key=value facts for the "apsd ready" line */
+  describe?(): Record<string, string>;
+}
+
 export interface AppOptions {
   configDir: string | null;
   vendorsDir?: string;
@@ -46,6 +57,10 @@ export class App {
   http?: HttpService;
   https?: HttpService;
   tftp?: TftpServer;
+  /** optional services, started after the file servers and stopped before them */
+  readonly services: Service[] = [];
+  /** handler of /api/… on the HTTP(S) listeners, set by the services that offer an API */
+  api?: import('./serve/http.js').HttpServerDeps['api'];
 
   constructor(readonly opts: AppOptions) {
     this.config = loadConfig(opts.configDir);
@@ -66,6 +81,14 @@ export class App {
   async start(): Promise<void> {
     const s = this.config.settings;
     const deps = {
+      api: (req: Parameters<NonNullable<App['api']>>[0], res: Parameters<NonNullable<App['api']>>[1], info: Parameters<NonNullable<App['api']>>[2]) => {
+        if (this.api) this.api(req, res, info);
+        else {
+          res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' });
+          res.end('no API here\n');
+          req.resume();
+        }
+      },
       registry: () => this.registry,
       store: this.store,
       renderer: this.renderer,
@@ -108,7 +131,21 @@ export class App {
         throw e;
       }
     }
+    const started: Service[] = [];
+    for (const svc of this.services) {
+      try {
+        await svc.start();
+        started.push(svc);
+      } catch (e) {
+        for (const s2 of started.reverse()) await s2.stop().catch(() => {});
+        await Promise.all([this.http?.close(0), this.https?.close(0), this.tftp?.close({ drainMs: 0 })]);
+        throw e;
+      }
+    }
+    const facts: Record<string, string> = {};
+    for (const svc of this.services) Object.assign(facts, svc.describe?.() ?? {});
     this.log.info('apsd ready', {
+      ...facts,
       http: this.http?.addresses().map(formatHostPort).join(','),
       https: this.https?.addresses().map(formatHostPort).join(','),
       tftp: this.tftp?.addresses().map(formatHostPort).join(','),
@@ -139,11 +176,15 @@ export class App {
     this.auth.setCredentials(sec.username ? { username: sec.username, password: sec.password } : null);
     this.log.setLevel(next.settings.server.logLevel);
     for (const w of next.warnings) this.log.warn(w);
+    for (const svc of this.services) svc.reload?.();
     this.log.info('configuration reloaded', { generation: this.generation, templates: next.templates.size, extensions: next.extensions.size, tenants: next.tenants.size });
     return { ok: true };
   }
 
   async stop(drainMs = 5000): Promise<void> {
+    for (const svc of [...this.services].reverse()) {
+      await svc.stop().catch((e) => this.log.error('service did not stop cleanly', { service: svc.name, err: (e as Error).message }));
+    }
     await Promise.all([this.http?.close(drainMs), this.https?.close(drainMs), this.tftp?.close({ drainMs })]);
     this.store.close();
   }

@@ -15,6 +15,8 @@ export const ErrorCodes = {
   APS_ERR_BIND: 'a socket could not be bound',
   APS_ERR_PATH: 'a requested path was refused',
   APS_ERR_PROTOCOL: 'a packet or request was malformed',
+  APS_ERR_CAPTURE: 'packet capture could not start',
+  APS_ERR_PIN: 'a PIN registration was refused',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

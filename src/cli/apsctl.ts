@@ -14,6 +14,9 @@ import { buildView } from '../render/view.js';
 import { Store, type DeviceRow } from '../store/index.js';
 import { VendorRegistry, fileNameFor } from '../vendors/registry.js';
 import { table } from './table.js';
+import { needDevice, openStore, out, usage, type CliCommand, type Ctx } from './context.js';
+import fs from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { explain } from '../serve/explain.js';
 import net from 'node:net';
 
@@ -47,26 +50,6 @@ Exit status: 0 success, 1 error (message names the file, line and key), 2 usage.
 
 const CID_SOURCES = ['pai-from', 'from', 'rpid', 'pai'];
 
-interface Ctx {
-  config: Config;
-  registry: VendorRegistry;
-  store?: Store;
-  json: boolean;
-}
-
-function out(s: string) {
-  process.stdout.write(s);
-}
-
-function usage(msg: string): never {
-  throw new ApsError('APS_ERR_USAGE', msg, { expected: 'see apsctl --help' });
-}
-
-function openStore(ctx: Ctx): Store {
-  if (!ctx.store) ctx.store = Store.open(ctx.config.settings.server.stateDir);
-  return ctx.store;
-}
-
 function deviceJson(d: DeviceRow, store: Store) {
   return {
     mac: d.mac, tenant: d.tenant, vendor: d.vendor, model: d.model, template: d.template, state: d.state,
@@ -74,12 +57,6 @@ function deviceJson(d: DeviceRow, store: Store) {
     seen: d.seen_at ? new Date(d.seen_at).toISOString() : null, lastIp: d.last_ip,
     lines: store.lines(d.mac).map((l) => ({ line: l.idx, extension: l.extension, label: l.label, cidSource: l.cid_source, localPort: l.local_port, srtp: l.srtp === 1 })),
   };
-}
-
-function needDevice(store: Store, mac: Mac): DeviceRow {
-  const d = store.device(mac);
-  if (!d) throw new ApsError('APS_ERR_NOT_FOUND', `no device ${macColon(mac)}`, { expected: 'a MAC from apsctl device list' });
-  return d;
 }
 
 function deviceAdd(ctx: Ctx, pos: string[], o: Record<string, string | boolean | undefined>) {
@@ -345,7 +322,29 @@ function tryStore(ctx: Ctx): Store | undefined {
   }
 }
 
+/** Command modules of src/cli/commands/ (built or source, whichever this file is). */
+async function loadCommandModules(): Promise<CliCommand[]> {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const dir = path.join(here, 'commands');
+  const ext = path.extname(fileURLToPath(import.meta.url));
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(dir).filter((n) => n.endsWith(ext) && !n.endsWith('.d.ts') && !n.endsWith('.test' + ext)).sort();
+  } catch {
+    return [];
+  }
+  const all: CliCommand[] = [];
+  for (const n of names) {
+    const m = (await import(pathToFileURL(path.join(dir, n)).href)) as { commands?: CliCommand[] };
+    all.push(...(m.commands ?? []));
+  }
+  return all;
+}
+
 export async function main(argv: string[]): Promise<number> {
+  const extra = await loadCommandModules();
+  const extraUsage = extra.map((c) => `  ${c.usage.split('\n').join('\n  ')}`).join('\n');
+  const help = extraUsage ? USAGE.replace("\nMAC forms:", `\ndhcp, discovery, pbx\n${extraUsage}\n\nMAC forms:`) : USAGE;
   let parsed;
   try {
     parsed = parseArgs({
@@ -357,16 +356,17 @@ export async function main(argv: string[]): Promise<number> {
         tenant: { type: 'string' }, template: { type: 'string' }, model: { type: 'string' }, label: { type: 'string' },
         state: { type: 'string' }, vendor: { type: 'string' }, extension: { type: 'string' }, 'cid-source': { type: 'string' },
         'local-port': { type: 'string' }, srtp: { type: 'boolean' }, rotate: { type: 'boolean' }, 'user-agent': { type: 'string' },
+        ...Object.assign({}, ...extra.map((c) => c.options ?? {})),
       },
     });
   } catch (e) {
-    process.stderr.write(`apsctl: ${(e as Error).message}\n${USAGE}\n`);
+    process.stderr.write(`apsctl: ${(e as Error).message}\n${help}\n`);
     return 2;
   }
   const o = parsed.values as Record<string, string | boolean | undefined>;
   const [cmd, sub, ...rest] = parsed.positionals;
   if (o.help || !cmd) {
-    (o.help ? process.stdout : process.stderr).write(USAGE + '\n');
+    (o.help ? process.stdout : process.stderr).write(help + '\n');
     return o.help ? 0 : 2;
   }
   let ctx: Ctx | undefined;
@@ -399,7 +399,13 @@ export async function main(argv: string[]): Promise<number> {
           explainCmd(ctx, [sub, ...rest].filter((x) => x !== undefined), o);
           break;
         }
-        process.stderr.write(`apsctl: unknown command "${key}"\n${USAGE}\n`);
+        {
+          const two = extra.find((c) => c.name === key);
+          const one = extra.find((c) => c.name === cmd);
+          if (two) return (await two.run(ctx, rest, o)) ?? 0;
+          if (one) return (await one.run(ctx, [sub, ...rest].filter((x) => x !== undefined), o)) ?? 0;
+        }
+        process.stderr.write(`apsctl: unknown command "${key}"\n${help}\n`);
         return 2;
     }
     return 0;

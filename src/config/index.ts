@@ -95,6 +95,14 @@ export function loadConfig(dir: string | null, base = process.cwd()): Config {
     }
   }
 
+  const disc = settings.discovery;
+  if (!tenants.has(disc.tenant)) {
+    throw apsIni!.error('discovery', 'tenant', `no tenant "${disc.tenant}"`, `one of ${[...tenants.keys()].join(', ')}`);
+  }
+  if (disc.template && !templates.has(disc.template)) {
+    throw apsIni!.error('discovery', 'template', `no template "${disc.template}"`, `one of ${[...templates.keys()].join(', ') || '(none)'}`);
+  }
+  if (settings.provisioning.pin) warnings.push('[provisioning] pin is written in clear: replace it with pin_hash = (the output of apsctl pin hash)');
   const { security } = settings;
   if (security.auth !== 'none' && !security.username) {
     warnings.push(`[security] auth = ${security.auth} but no username/password is set: files with secrets are not served over HTTP until they are`);

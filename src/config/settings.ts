@@ -20,7 +20,37 @@ export interface Settings {
   http: { listen: HostPort[]; alias: string };
   https: { listen: HostPort[]; cert: string; key: string; clientCa: string };
   tftp: { enabled: boolean; listen: HostPort[]; maxBlksize: number; maxWindowsize: number };
-  provisioning: { sipServer: string; url: string };
+  provisioning: {
+    sipServer: string; url: string;
+    /** scrypt hash of the provisioning PIN (apsctl pin hash), or '' */
+    pinHash: string;
+    /** a plain PIN (accepted with a warning), or '' */
+    pin: string;
+    /** unprovisioned phones register as <unprov_prefix><mac12> */
+    unprovPrefix: string;
+  };
+  discovery: {
+    autoCreate: boolean;
+    /** vendor ids; empty = every vendor */
+    allowVendors: string[];
+    /** of the relay or of the offered address; empty = any */
+    allowSubnets: SubnetList;
+    tenant: string;
+    template: string;
+    /** epoch ms; 0 = no end */
+    autoCreateUntil: number;
+  };
+  dhcp: { capture: string[] };
+  pnp: { enabled: boolean; interface: string; port: number };
+  dhcpServer: {
+    enabled: boolean; mode: 'full' | 'inform'; interface: string;
+    rangeStart: string; rangeEnd: string; netmask: string; router: string;
+    dns: string[]; ntp: string[]; leaseTimeMs: number; domain: string;
+  };
+  pinSettings: { agiListen: HostPort[]; maxAttempts: number; lockoutMs: number };
+  pbx: { accountsFile: string; unprovContext: string; pjsipConf: string; allowShared: boolean };
+  api: { token: string };
+  resync: { method: 'notify' | 'ami' | 'none'; amiHost: string; amiPort: number; amiUser: string; amiSecret: string };
   security: {
     auth: AuthMode; username: string; password: string; realm: string; tftpSecrets: TftpSecrets;
     /** lease binding proves a MAC only from these; also never banned */
@@ -34,7 +64,21 @@ export interface Settings {
   ipDnsMap: IpDnsMap;
 }
 
-export const KNOWN_SECTIONS = ['server', 'http', 'https', 'tftp', 'provisioning', 'security', 'ip_dns_map'] as const;
+export const KNOWN_SECTIONS = ['server', 'http', 'https', 'tftp', 'provisioning', 'security', 'ip_dns_map', 'discovery', 'dhcp', 'pnp', 'dhcp_server', 'pin', 'pbx', 'api', 'resync'] as const;
+
+/** A PIN that is short or trivially guessable is refused at start-up. */
+export function weakPin(pin: string): string | null {
+  if (!/^\d+$/.test(pin)) return 'a PIN is digits only (the phone keypad sends digits)';
+  if (pin.length < 6) return `a PIN of ${pin.length} digits is too short`;
+  if (/^(\d)\1+$/.test(pin)) return 'a PIN of one repeated digit is trivially guessable';
+  const asc = '01234567890123456789';
+  const desc = '98765432109876543210';
+  if (asc.includes(pin) || desc.includes(pin)) return 'a PIN of consecutive digits is trivially guessable';
+  if (/^(\d{1,3})\1+$/.test(pin)) return 'a PIN made of one short group repeated is trivially guessable';
+  return null;
+}
+
+export const PIN_HASH_RE = /^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=_-]+\$[A-Za-z0-9+/=_-]+$/;
 
 /** `base` resolves relative paths (the working directory of apsd). */
 export function readSettings(ini: IniFile | null, base = process.cwd(), configDir = base): Settings {
@@ -85,7 +129,99 @@ export function readSettings(ini: IniFile | null, base = process.cwd(), configDi
   const defaultUrl = `http://${defaultHost.includes(':') ? `[${defaultHost}]` : defaultHost}${port === 80 ? '' : `:${port}`}/${alias ? alias + '/' : ''}`;
   let url = prov.url('url', defaultUrl);
   if (!url.endsWith('/')) url += '/';
+  const pinHash = prov.str('pin_hash', '');
+  if (pinHash && !PIN_HASH_RE.test(pinHash)) prov.fail('pin_hash', 'not a PIN hash', 'the output of apsctl pin hash (scrypt$…)');
+  const pin = prov.str('pin', '');
+  if (pin) {
+    const weak = weakPin(pin);
+    if (weak) prov.fail('pin', weak, 'at least 6 digits, not a repetition or a sequence; better: pin_hash from apsctl pin hash');
+  }
+  const unprovPrefix = prov.str('unprov_prefix', 'unprov-');
+  if (!/^[A-Za-z0-9_.-]{1,32}$/.test(unprovPrefix)) prov.fail('unprov_prefix', `"${unprovPrefix}" cannot start a SIP user name`, 'letters, digits, "_", "-" or "."');
   prov.done();
+
+  const disc = new SectionReader(file, 'discovery');
+  const untilRaw = disc.str('auto_create_until', '');
+  const until = untilRaw ? Date.parse(untilRaw) : 0;
+  if (untilRaw && !Number.isFinite(until)) disc.fail('auto_create_until', `"${untilRaw}" is not a time`, 'an ISO 8601 time, e.g. 2026-11-26T18:00:00Z');
+  const allowVendors = disc.str('allow_vendors', '').split(',').map((x) => x.trim().toLowerCase()).filter(Boolean);
+  const discovery = {
+    autoCreate: disc.bool('auto_create', true),
+    allowVendors,
+    allowSubnets: disc.subnets('allow_subnets', ''),
+    tenant: disc.str('tenant', 'default'),
+    template: disc.str('template', ''),
+    autoCreateUntil: until,
+  };
+  disc.done();
+
+  const dh = new SectionReader(file, 'dhcp');
+  const capture = dh.str('capture', '').split(',').map((x) => x.trim()).filter(Boolean);
+  for (const ifname of capture) if (!/^[A-Za-z0-9_.:@-]{1,15}$/.test(ifname)) dh.fail('capture', `"${ifname}" is not an interface name`, 'interface names, comma-separated, e.g. eth1, vlan20');
+  dh.done();
+
+  const pn = new SectionReader(file, 'pnp');
+  const pnp = { enabled: pn.bool('enabled', false), interface: pn.str('interface', ''), port: pn.int('port', 5060, 1, 65535) };
+  pn.done();
+
+  const ds = new SectionReader(file, 'dhcp_server');
+  const ipList = (key: string) => ds.str(key, '').split(',').map((x) => x.trim()).filter(Boolean).map((x) => {
+    if (!/^\d+\.\d+\.\d+\.\d+$/.test(x) || x.split('.').some((o) => Number(o) > 255)) ds.fail(key, `"${x}" is not an IPv4 address`, 'IPv4 addresses, comma-separated');
+    return x;
+  });
+  const dsEnabled = ds.bool('enabled', false);
+  const range = ds.str('range', '');
+  const rm = /^(\d+\.\d+\.\d+\.\d+)\s*-\s*(\d+\.\d+\.\d+\.\d+)$/.exec(range);
+  if ((dsEnabled || range) && !rm) ds.fail('range', range ? `"${range}" is not an address range` : 'the DHCP server needs an address range', 'first-last, e.g. 10.20.0.100-10.20.0.199');
+  const dhcpServer = {
+    enabled: dsEnabled,
+    mode: ds.oneOf('mode', 'full', ['full', 'inform'] as const),
+    interface: ds.str('interface', ''),
+    rangeStart: rm?.[1] ?? '',
+    rangeEnd: rm?.[2] ?? '',
+    netmask: ipList('netmask')[0] ?? '255.255.255.0',
+    router: ipList('router')[0] ?? '',
+    dns: ipList('dns'),
+    ntp: ipList('ntp'),
+    leaseTimeMs: ds.duration('lease_time', '1h', 60_000),
+    domain: ds.str('domain', ''),
+  };
+  if (dsEnabled && !dhcpServer.interface) ds.fail('interface', 'the DHCP server answers on one interface only', 'an interface name, e.g. eth1');
+  ds.done();
+
+  const pi = new SectionReader(file, 'pin');
+  const pinSettings = {
+    agiListen: pi.listen('agi_listen', '127.0.0.1:4573'),
+    maxAttempts: pi.int('max_attempts', 3, 1, 100),
+    lockoutMs: pi.duration('lockout', '15m', 1000),
+  };
+  pi.done();
+
+  const pb = new SectionReader(file, 'pbx');
+  const pbx = {
+    accountsFile: pb.str('accounts_file', ''),
+    unprovContext: pb.str('unprov_context', 'aps-unprov'),
+    pjsipConf: pb.str('pjsip_conf', ''),
+    allowShared: pb.bool('allow_shared', false),
+  };
+  if (!/^[A-Za-z0-9_-]{1,79}$/.test(pbx.unprovContext)) pb.fail('unprov_context', `"${pbx.unprovContext}" is not a dialplan context name`, 'letters, digits, "_" or "-"');
+  pb.done();
+
+  const ap = new SectionReader(file, 'api');
+  const api = { token: ap.str('token', '') };
+  if (api.token && api.token.length < 20) ap.fail('token', 'the API token is too short to be secret', 'at least 20 random characters, e.g. from: openssl rand -hex 20');
+  ap.done();
+
+  const rs = new SectionReader(file, 'resync');
+  const resync = {
+    method: rs.oneOf('method', 'notify', ['notify', 'ami', 'none'] as const),
+    amiHost: rs.host('ami_host', '127.0.0.1'),
+    amiPort: rs.int('ami_port', 5038, 1, 65535),
+    amiUser: rs.str('ami_user', ''),
+    amiSecret: rs.str('ami_secret', ''),
+  };
+  if (resync.method === 'ami' && (!resync.amiUser || !resync.amiSecret)) rs.fail(resync.amiUser ? 'ami_secret' : 'ami_user', 'method = ami needs a manager user and secret', 'ami_user and ami_secret from manager.conf');
+  rs.done();
 
   const sec = new SectionReader(file, 'security');
   const security = {
@@ -113,7 +249,15 @@ export function readSettings(ini: IniFile | null, base = process.cwd(), configDi
     http: { listen, alias },
     https,
     tftp: tftpS,
-    provisioning: { sipServer, url },
+    provisioning: { sipServer, url, pinHash, pin, unprovPrefix },
+    discovery,
+    dhcp: { capture },
+    pnp,
+    dhcpServer,
+    pinSettings,
+    pbx: { ...pbx, accountsFile: pbx.accountsFile ? path.resolve(base, pbx.accountsFile) : '', pjsipConf: pbx.pjsipConf ? path.resolve(configDir, pbx.pjsipConf) : '' },
+    api,
+    resync,
     security,
     ipDnsMap: readIpDnsMap(file, 'ip_dns_map'),
   };

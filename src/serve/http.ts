@@ -17,10 +17,18 @@ import type { DigestAuth } from './digest.js';
 import { normalizeIp, type Guard } from './guard.js';
 import { provide, refresh, type ProviderDeps } from './provider.js';
 
+export interface ApiRequestInfo {
+  ip: string;
+  reqId: string;
+  proto: 'http' | 'https';
+}
+
 export interface HttpServerDeps extends ProviderDeps {
   guard: Guard;
   auth: DigestAuth;
   settings: () => Settings;
+  /** handles /api/… requests (any method); absent: 404 */
+  api?: (req: http.IncomingMessage, res: http.ServerResponse, info: ApiRequestInfo) => void;
 }
 
 let reqCounter = 0;
@@ -135,6 +143,14 @@ export class HttpService {
     const method = req.method ?? 'GET';
     const url = req.url ?? '/';
     const log = this.deps.log;
+    if (url.startsWith('/api/')) {
+      if (this.deps.api) this.deps.api(req, res, { ip, reqId, proto });
+      else {
+        this.send(res, 404, 'no API here\n', method);
+        req.resume();
+      }
+      return;
+    }
     if (method !== 'GET' && method !== 'HEAD') {
       res.setHeader('Allow', 'GET, HEAD');
       this.send(res, 405, 'only GET and HEAD are served; uploads are not accepted\n');

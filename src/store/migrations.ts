@@ -69,4 +69,55 @@ export const MIGRATIONS: string[] = [
     created_at INTEGER NOT NULL
   );
   `,
+  // 3: what discovery saw (one row per MAC, updated), the built-in DHCP server's address
+  // book, PIN attempts per device, and the per-device accounts of unprovisioned phones
+  `
+  CREATE TABLE sightings (
+    mac          TEXT PRIMARY KEY,
+    first_at     INTEGER NOT NULL,
+    last_at      INTEGER NOT NULL,
+    count        INTEGER NOT NULL DEFAULT 1,
+    source       TEXT NOT NULL,
+    msg_type     TEXT,
+    vendor_class TEXT,
+    param_list   TEXT,
+    hostname     TEXT,
+    client_id    TEXT,
+    requested_ip TEXT,
+    offered_ip   TEXT,
+    acked_ip     TEXT,
+    relay        TEXT,
+    option82     TEXT,
+    interface    TEXT,
+    vendor       TEXT,
+    model        TEXT,
+    confidence   INTEGER NOT NULL DEFAULT 0,
+    status       TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'ignored', 'device')),
+    reason       TEXT NOT NULL DEFAULT ''
+  );
+  CREATE INDEX sightings_status ON sightings (status);
+  CREATE TABLE dhcp_leases (
+    ip           TEXT PRIMARY KEY,
+    mac          TEXT NOT NULL,
+    state        TEXT NOT NULL CHECK (state IN ('offered', 'bound', 'declined', 'released')),
+    expires_at   INTEGER NOT NULL,
+    client_id    TEXT,
+    hostname     TEXT,
+    vendor_class TEXT,
+    updated_at   INTEGER NOT NULL
+  );
+  CREATE INDEX dhcp_leases_mac ON dhcp_leases (mac);
+  CREATE TABLE pin_state (
+    mac          TEXT PRIMARY KEY,
+    failures     INTEGER NOT NULL DEFAULT 0,
+    locked_until INTEGER NOT NULL DEFAULT 0,
+    last_at      INTEGER NOT NULL
+  );
+  CREATE TABLE unprov_accounts (
+    mac        TEXT PRIMARY KEY REFERENCES devices (mac) ON DELETE CASCADE,
+    account    TEXT NOT NULL UNIQUE,
+    secret     TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  `,
 ];
