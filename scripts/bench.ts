@@ -232,6 +232,17 @@ async function main() {
   fs.rmSync(big.dir, { recursive: true, force: true });
   }
 
+  // --- DHCP: passive capture and the built-in server (namespaces: needs root) ------------
+  for (const [part, script] of [['discovery', 'bench-discovery.ts'], ['dhcp', 'bench-dhcp.ts']] as const) {
+    const file = path.join(ROOT, 'scripts', script);
+    if (!want(part) || !fs.existsSync(file)) continue;
+    log(`\n${part}: node --import tsx scripts/${script}`);
+    const r = spawnSync(process.execPath, ['--import', 'tsx', file], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: 15 * 60_000, env: { ...process.env, APS_BENCH_QUICK: QUICK ? '1' : '' } });
+    log((r.stdout ?? '').trimEnd());
+    if (r.status !== 0) log(`(${script} exited ${r.status}: ${(r.stderr ?? '').trim().split('\n').slice(-5).join(' / ')})`);
+    results[part] = { exit: r.status, output: r.stdout };
+  }
+
   const out = path.join(ROOT, 'bench-out');
   fs.mkdirSync(out, { recursive: true });
   const file = path.join(out, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
