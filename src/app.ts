@@ -18,6 +18,8 @@ import { Guard, normalizeIp } from './serve/guard.js';
 import { HttpService } from './serve/http.js';
 import { createTftpServer, type TftpServer } from './serve/tftp.js';
 import { tftpResolver } from './serve/tftp-adapter.js';
+import { createCaptureService } from './discovery/capture.js';
+import { createPnpService } from './discovery/pnp.js';
 
 /** The project root: src/ when run from source, dist/src/ when built. */
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -76,6 +78,11 @@ export class App {
     this.auth = new DigestAuth(sec.username ? { username: sec.username, password: sec.password } : null, sec.realm);
     this.guard = new Guard({ store: this.store, settings: () => this.config.settings, auth: this.auth, log: this.log, registry: () => this.registry });
     for (const w of this.config.warnings) this.log.warn(w);
+    // optional services, each null when its section leaves it off
+    for (const make of [createCaptureService, createPnpService]) {
+      const svc = make(this);
+      if (svc) this.services.push(svc);
+    }
   }
 
   async start(): Promise<void> {

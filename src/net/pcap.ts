@@ -74,7 +74,8 @@ export function openCapture(ifname: string, filter: string, onFrame: (frame: Buf
     });
   }
   c.setMinBytes?.(0);
-  const linktype = LINKTYPES[linkName] ?? -1;
+  // cap names link types with or without the LINKTYPE_ prefix depending on the type
+  const linktype = LINKTYPES[linkName.replace(/^LINKTYPE_/, '')] ?? -1;
   const counters = { frames: 0, truncated: 0, sent: 0, sendErrors: 0 };
   let open = true;
   c.on('packet', (nbytes, truncated) => {

@@ -150,6 +150,8 @@ export class Store {
       if (!opts.readonly) {
         db.pragma('journal_mode = WAL');
         db.pragma('synchronous = NORMAL');
+        // statement journals of nested transactions (savepoints) in memory, not in temp files
+        db.pragma('temp_store = MEMORY');
       }
       db.pragma('foreign_keys = ON');
     } catch (e) {
