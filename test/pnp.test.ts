@@ -289,4 +289,48 @@ Content-Length: 0
   assert.is(r.code, 0, `sipp exit ${r.code}: ${r.stdout.slice(-1500)} ${r.stderr}`);
 });
 
+/** 100,000 fuzzed SIP datagrams from the peer namespace: mutated SUBSCRIBEs and garbage. */
+const FUZZ_JS = `
+  import dgram from 'node:dgram';
+  const cfg = JSON.parse(process.argv[1]);
+  let seed = 0x51f;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  const base = Buffer.from(cfg.base, 'latin1');
+  const sock = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+  sock.bind(0, cfg.ip, async () => {
+    sock.setMulticastInterface(cfg.ip);
+    let sent = 0;
+    const deadline = Date.now() + 120000;
+    for (let i = 0; i < cfg.n && Date.now() < deadline; i++) {
+      let b;
+      const k = rnd();
+      if (k < 0.3) { b = Buffer.alloc(1 + Math.floor(rnd() * 1400)); for (let j = 0; j < b.length; j++) b[j] = Math.floor(rnd() * 256); }
+      else {
+        b = Buffer.from(base);
+        const flips = 1 + Math.floor(rnd() * 8);
+        for (let f = 0; f < flips; f++) b[Math.floor(rnd() * b.length)] = Math.floor(rnd() * 256);
+        if (rnd() < 0.3) b = b.subarray(0, Math.floor(rnd() * b.length));
+        if (rnd() < 0.1) b = Buffer.concat([b, Buffer.alloc(Math.floor(rnd() * 3000), 0x41)]);
+      }
+      sock.send(b, 5060, '224.0.1.75');
+      sent++;
+      if (i % 200 === 0) await new Promise((r) => setTimeout(r, 1));
+    }
+    setTimeout(() => { process.stdout.write(String(sent)); sock.close(); }, 200);
+  });
+`;
+
+tn('(security f) 100,000 fuzzed SIP datagrams leave the plug-and-play responder up and answering', async () => {
+  const { link: l, apsd: d } = await setUp();
+  const base = subscribe({ user: 'MAC%3a805EC0FFFF01', event: 'ua-profile;profile-type="device";vendor="Yealink";model="SIP-T46S"' });
+  const r = await l.exec('peer', process.execPath, ['--input-type=module', '-e', FUZZ_JS, JSON.stringify({ ip: PHONE, base, n: 100_000 })], { timeoutMs: 180_000 });
+  assert.is(r.code, 0, r.stderr);
+  assert.ok(Number(r.stdout) >= 100_000, `sent ${r.stdout}`);
+  assert.ok(d.running, 'apsd is still running');
+  const mac = `805ec0${hex6()}`;
+  const got = await phone(l, [subscribe({ user: `MAC%3a${mac.toUpperCase()}`, event: 'ua-profile;profile-type="device"' })], { waitMs: 3000 });
+  assert.ok(got.some((g) => g.text.startsWith('SIP/2.0 200 OK')), JSON.stringify(got.map((g) => g.text.split('\r\n')[0])));
+  assert.ok(got.some((g) => g.text.startsWith('NOTIFY ')));
+});
+
 test.run();

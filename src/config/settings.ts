@@ -22,6 +22,8 @@ export interface Settings {
   tftp: { enabled: boolean; listen: HostPort[]; maxBlksize: number; maxWindowsize: number };
   provisioning: {
     sipServer: string; url: string;
+    /** whether [provisioning] url was written (else derived from the HTTP listener) */
+    urlSet: boolean;
     /** scrypt hash of the provisioning PIN (apsctl pin hash), or '' */
     pinHash: string;
     /** a plain PIN (accepted with a warning), or '' */
@@ -127,6 +129,7 @@ export function readSettings(ini: IniFile | null, base = process.cwd(), configDi
   const sipServer = prov.host('sip_server', defaultHost);
   const port = listen[0]?.port ?? 8080;
   const defaultUrl = `http://${defaultHost.includes(':') ? `[${defaultHost}]` : defaultHost}${port === 80 ? '' : `:${port}`}/${alias ? alias + '/' : ''}`;
+  const urlSet = prov.has('url');
   let url = prov.url('url', defaultUrl);
   if (!url.endsWith('/')) url += '/';
   const pinHash = prov.str('pin_hash', '');
@@ -170,12 +173,13 @@ export function readSettings(ini: IniFile | null, base = process.cwd(), configDi
     return x;
   });
   const dsEnabled = ds.bool('enabled', false);
+  const dsMode = ds.oneOf('mode', 'full', ['full', 'inform'] as const);
   const range = ds.str('range', '');
   const rm = /^(\d+\.\d+\.\d+\.\d+)\s*-\s*(\d+\.\d+\.\d+\.\d+)$/.exec(range);
-  if ((dsEnabled || range) && !rm) ds.fail('range', range ? `"${range}" is not an address range` : 'the DHCP server needs an address range', 'first-last, e.g. 10.20.0.100-10.20.0.199');
+  if (((dsEnabled && dsMode !== 'inform') || range) && !rm) ds.fail('range', range ? `"${range}" is not an address range` : 'the DHCP server needs an address range', 'first-last, e.g. 10.20.0.100-10.20.0.199');
   const dhcpServer = {
     enabled: dsEnabled,
-    mode: ds.oneOf('mode', 'full', ['full', 'inform'] as const),
+    mode: dsMode,
     interface: ds.str('interface', ''),
     rangeStart: rm?.[1] ?? '',
     rangeEnd: rm?.[2] ?? '',
@@ -249,7 +253,7 @@ export function readSettings(ini: IniFile | null, base = process.cwd(), configDi
     http: { listen, alias },
     https,
     tftp: tftpS,
-    provisioning: { sipServer, url, pinHash, pin, unprovPrefix },
+    provisioning: { sipServer, url, urlSet, pinHash, pin, unprovPrefix },
     discovery,
     dhcp: { capture },
     pnp,
