@@ -21,6 +21,7 @@ import { tftpResolver } from './serve/tftp-adapter.js';
 import { createCaptureService } from './discovery/capture.js';
 import { createPnpService } from './discovery/pnp.js';
 import { createDhcpServerService } from './dhcp/server.js';
+import { createPinService } from './pin/service.js';
 
 /** The project root: src/ when run from source, dist/src/ when built. */
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -80,7 +81,7 @@ export class App {
     this.guard = new Guard({ store: this.store, settings: () => this.config.settings, auth: this.auth, log: this.log, registry: () => this.registry });
     for (const w of this.config.warnings) this.log.warn(w);
     // optional services, each null when its section leaves it off
-    for (const make of [createCaptureService, createDhcpServerService, createPnpService]) {
+    for (const make of [createCaptureService, createDhcpServerService, createPnpService, createPinService]) {
       const svc = make(this);
       if (svc) this.services.push(svc);
     }

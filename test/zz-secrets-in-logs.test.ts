@@ -26,6 +26,11 @@ test('no secret of the fixtures appears in any log apsd wrote during the whole s
     const i = text.indexOf(s);
     assert.is(i, -1, `"${s}" appears in a log: …${text.slice(Math.max(0, i - 80), i + 40)}…`);
   }
+  // the PINs the PIN suites key, as whole numbers (a hex request id may hold the digits)
+  for (const pin of ['582914', '482913']) {
+    const m = new RegExp(`(?<![0-9a-fA-F])${pin}(?![0-9a-fA-F])`).exec(text);
+    assert.is(m, null, `the PIN ${pin} appears in a log: …${m ? text.slice(Math.max(0, m.index - 80), m.index + 40) : ''}…`);
+  }
 });
 
 test.run();

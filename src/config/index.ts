@@ -10,6 +10,8 @@ import { readIni } from './ini-file.js';
 import { readSettings, type Settings } from './settings.js';
 import { readTemplate, type Template } from './template.js';
 import { readTenant, readExtensions, type Tenant, type Extension } from './catalog.js';
+import { readPjsipConf } from '../pbx/pjsip.js';
+import { mergePjsipExtensions } from '../pin/extensions.js';
 
 export type { Settings } from './settings.js';
 export type { Template } from './template.js';
@@ -93,6 +95,13 @@ export function loadConfig(dir: string | null, base = process.cwd()): Config {
       }
       extensions.set(key, e);
     }
+  }
+
+  if (settings.pbx.pjsipConf) {
+    // the PBX's own extensions ([pbx] pjsip_conf, read only); extensions.d wins on a clash
+    const pjsip = readPjsipConf(settings.pbx.pjsipConf);
+    for (const f of pjsip.files) fp.push(fingerprintOf(f));
+    warnings.push(...mergePjsipExtensions({ extensions, tenants, settings }, pjsip));
   }
 
   const disc = settings.discovery;

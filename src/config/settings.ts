@@ -52,7 +52,7 @@ export interface Settings {
   pinSettings: { agiListen: HostPort[]; maxAttempts: number; lockoutMs: number };
   pbx: { accountsFile: string; unprovContext: string; pjsipConf: string; allowShared: boolean };
   api: { token: string };
-  resync: { method: 'notify' | 'ami' | 'none'; amiHost: string; amiPort: number; amiUser: string; amiSecret: string };
+  resync: { method: 'notify' | 'ami' | 'none'; port: number; amiHost: string; amiPort: number; amiUser: string; amiSecret: string };
   security: {
     auth: AuthMode; username: string; password: string; realm: string; tftpSecrets: TftpSecrets;
     /** lease binding proves a MAC only from these; also never banned */
@@ -219,6 +219,7 @@ export function readSettings(ini: IniFile | null, base = process.cwd(), configDi
   const rs = new SectionReader(file, 'resync');
   const resync = {
     method: rs.oneOf('method', 'notify', ['notify', 'ami', 'none'] as const),
+    port: rs.int('port', 5060, 1, 65535),
     amiHost: rs.host('ami_host', '127.0.0.1'),
     amiPort: rs.int('ami_port', 5038, 1, 65535),
     amiUser: rs.str('ami_user', ''),

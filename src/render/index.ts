@@ -12,6 +12,7 @@ import { readTemplate } from '../config/template.js';
 import { parseIni } from '../config/ini-file.js';
 import type { DeviceRow, Store } from '../store/index.js';
 import type { CompiledFile, FileMatch, Vendor, VendorModel, VendorRegistry } from '../vendors/registry.js';
+import { pinStore } from '../store/pin.js';
 import { buildView } from './view.js';
 import { applyIpMap, compileIpMap } from './ipmap.js';
 
@@ -129,7 +130,9 @@ export class Renderer {
     }
     const tenant = config.tenants.get(tenantId) ?? config.tenants.get(DEFAULT_TENANT)!;
     const credentials = device ? this.deps.store.credentials(device.mac) : undefined;
-    const view = buildView({ config, vendor, model, tenant, template, device, lines, credentials }, { warnings });
+    const acct = device?.state === 'unprovisioned' ? pinStore(this.deps.store).unprovAccount(device.mac, config.settings.provisioning.unprovPrefix) : undefined;
+    const unprov = acct && { account: acct.account, password: acct.secret };
+    const view = buildView({ config, vendor, model, tenant, template, device, lines, credentials, unprov }, { warnings });
     const text = vendor.templates.get(file.spec.template)!;
     let out: string;
     try {

@@ -22,7 +22,12 @@ export interface ViewInput {
   template: Template;
   device?: DeviceRow;
   lines?: LineRow[];
+  /** the device's own SIP account while it is unprovisioned (src/store/pin.ts unprovAccount) */
+  unprov?: { account: string; password: string };
 }
+
+/** What an unprovisioned phone shows on its display and as its line label. */
+export const UNPROV_LABEL = 'UNPROV';
 
 export interface ViewWarnings {
   warnings: string[];
@@ -57,7 +62,29 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   };
 
   const lines: Dict[] = [];
-  if (device) {
+  // Unprovisioned: line 1 is the phone's own unprov account at [provisioning] sip_server (the
+  // template's port, transport and proxy), and nothing of value from the template: no other
+  // line, no keys, no paging, directory or LDAP, no admin password.
+  const unprovisioned = device?.state === 'unprovisioned';
+  if (unprovisioned && input.unprov) {
+    lines.push({
+      index: 1,
+      user: input.unprov.account,
+      authUser: input.unprov.account,
+      password: input.unprov.password,
+      displayName: UNPROV_LABEL,
+      label: UNPROV_LABEL,
+      ...sip,
+      registrar: s.provisioning.sipServer,
+      cidSource: map('cidSource', 'from'),
+      cidSourceName: 'from',
+      localPort: '',
+      hasLocalPort: false,
+      srtp: bool(false),
+      srtpOn: false,
+    });
+  }
+  if (device && !unprovisioned) {
     for (const l of input.lines ?? []) {
       if (l.idx > model.lines) {
         out.warnings.push(`line ${l.idx} is beyond the ${model.lines} lines of a ${vendor.name} ${model.id}: left out`);
@@ -105,7 +132,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     };
   };
   const keys: Dict[] = [];
-  for (const k of template.dsskeys.keys) {
+  for (const k of unprovisioned ? [] : template.dsskeys.keys) {
     if (k.index > model.keys) {
       out.warnings.push(`DSS key ${k.index} is beyond the ${model.keys} keys of a ${vendor.name} ${model.id}: left out`);
       continue;
@@ -120,7 +147,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   }
   const moduleKeys: Dict[] = [];
   if (moduleDef) {
-    for (const k of template.dsskeys.moduleKeys) {
+    for (const k of unprovisioned ? [] : template.dsskeys.moduleKeys) {
       if (k.module > expansionCount || k.index > moduleDef.keys) {
         out.warnings.push(`module ${k.module} key ${k.index} is beyond ${moduleDef.id} × ${expansionCount}: left out`);
         continue;
@@ -129,7 +156,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       if (v) moduleKeys.push({ ...v, module: k.module });
     }
   }
-  const progkeys = template.progkeys.map((k) => mapKey(k, 'programmable key')).filter((x): x is Dict => x !== null);
+  const progkeys = (unprovisioned ? [] : template.progkeys).map((k) => mapKey(k, 'programmable key')).filter((x): x is Dict => x !== null);
 
   const off = template.datetime.utcOffsetMinutes;
   const sign = off < 0 ? '-' : '+';
@@ -153,7 +180,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
         }
       : null,
     tenant: { id: tenant.id, name: tenant.name },
-    unprovisioned: device?.state === 'unprovisioned',
+    unprovisioned,
+    unprov: unprovisioned && input.unprov ? { account: input.unprov.account, password: input.unprov.password, displayName: UNPROV_LABEL } : null,
     provisioning: {
       username: input.credentials?.username ?? '',
       password: input.credentials?.password ?? '',
@@ -225,19 +253,21 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     progkeys,
     hasProgkeys: progkeys.length > 0,
     security: {
-      adminPassword: template.security.adminPassword,
-      hasAdminPassword: template.security.adminPassword !== '',
+      adminPassword: unprovisioned ? '' : template.security.adminPassword,
+      hasAdminPassword: !unprovisioned && template.security.adminPassword !== '',
       allowDirectIpCall: bool(template.security.allowDirectIpCall),
       allowDirectIpCallOn: template.security.allowDirectIpCall,
       trustedServerOnly: bool(template.security.trustedServerOnly),
       trustedServerOnlyOn: template.security.trustedServerOnly,
     },
     paging: {
-      groups: template.paging.map((g) => ({ ...g, index0: g.index - 1 })),
-      hasGroups: template.paging.length > 0,
+      groups: unprovisioned ? [] : template.paging.map((g) => ({ ...g, index0: g.index - 1 })),
+      hasGroups: !unprovisioned && template.paging.length > 0,
     },
-    services: { directoryUrl: template.services.directoryUrl, hasDirectory: template.services.directoryUrl !== '' },
-    ldap: { ...template.ldap, enabled: bool(template.ldap.enabled), enabledOn: template.ldap.enabled },
+    services: unprovisioned ? { directoryUrl: '', hasDirectory: false } : { directoryUrl: template.services.directoryUrl, hasDirectory: template.services.directoryUrl !== '' },
+    ldap: unprovisioned
+      ? { ...template.ldap, user: '', password: '', enabled: bool(false), enabledOn: false }
+      : { ...template.ldap, enabled: bool(template.ldap.enabled), enabledOn: template.ldap.enabled },
   };
 }
 
