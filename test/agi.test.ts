@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { ApsError } from '../src/errors.js';
 import { memoryLogger } from '../src/log.js';
 import { createAgiServer, parseAgiArgs, parseAgiResponse, quoteAgiArg, type AgiServer, type AgiServerOptions, type AgiSession } from '../src/pbx/agi.js';
+import { asteriskParseArgs } from './support/pin-peers.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const FIX = path.join(here, 'fixtures', 'agi');
@@ -112,46 +113,6 @@ async function replay(port: number, steps: Step[]): Promise<{ after: (string | '
   } finally {
     sock.destroy();
   }
-}
-
-/** res_agi.c parse_args, transliterated (independent of the server's own helper). */
-function asteriskParseArgs(s: string): string[] {
-  const argv: string[] = [];
-  let cur: string[] | null = null;
-  let quoted = false;
-  let escaped = false;
-  let whitespace = true;
-  for (const ch of s) {
-    if (ch === '"' && !escaped) {
-      quoted = !quoted;
-      if (quoted && whitespace) {
-        cur = [];
-        argv.push('');
-        whitespace = false;
-      }
-      escaped = false;
-      continue;
-    }
-    if ((ch === ' ' || ch === '\t') && !quoted && !escaped) {
-      whitespace = true;
-      if (cur) argv[argv.length - 1] = cur.join('');
-      cur = null;
-      continue;
-    }
-    if (ch === '\\' && !escaped) {
-      escaped = true;
-      continue;
-    }
-    if (whitespace) {
-      cur = [];
-      argv.push('');
-      whitespace = false;
-    }
-    cur!.push(ch);
-    argv[argv.length - 1] = cur!.join('');
-    escaped = false;
-  }
-  return argv;
 }
 
 interface EmuOptions {
