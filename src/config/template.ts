@@ -62,7 +62,7 @@ export function readTemplate(ini: IniFile): Template {
   const t = new SectionReader(ini, 'template');
   const vendor = t.str('vendor', '').toLowerCase();
   const model = t.str('model', '');
-  if (!vendor) t.fail('vendor', 'missing', 'a vendor id, e.g. yealink (see apsctl vendor list)');
+  if (!vendor) t.fail('vendor', 'missing', 'a vendor id (see apsctl vendor list)');
   if (!model) t.fail('model', 'missing', 'a model id, e.g. T46S (see apsctl vendor list)');
   const tenant = t.str('tenant', '*');
   if (tenant !== '*' && !/^[A-Za-z0-9_-]+$/.test(tenant)) t.fail('tenant', `"${tenant}" is not a tenant id`, '* (global) or a tenant id');

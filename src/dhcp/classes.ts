@@ -59,7 +59,7 @@ interface PlannedOption {
 
 interface VendorPlan {
   vendor: Vendor;
-  /** class / tag name, e.g. aps-yealink or aps-acme-yealink */
+  /** class / tag name: aps-<vendor id>, or aps-<tenant>-<vendor id> */
   tag: string;
   /** option space for option-43 sub-options, e.g. aps_yealink */
   space: string;

@@ -6,7 +6,7 @@
  *     DISCOVER before it did);
  *  2. identifies the phone from the evidence, each piece with its confidence: the MAC's OUI,
  *     the DHCP vendor class (option 60), a User-Agent. The host name is no evidence: anyone
- *     can call a laptop "yealink-t46";
+ *     can call a laptop after a phone model;
  *  3. decides by the [discovery] rules: a locally administered MAC or one nothing identifies
  *     is *ignored*; a phone the rules refuse (auto_create, auto_create_until, allow_vendors,
  *     allow_subnets against the relay or the offered / acked / requested address) stays

@@ -7,7 +7,7 @@ export interface VendorModel {
   id: string;
   /** other spellings seen in User-Agents or DHCP (VVX_400, SIP-T46S) */
   aliases?: string[];
-  /** a model code used in file names (Yealink y0000000000XX.cfg, snom<code>.htm) */
+  /** a model code used in file names, as {code} in a file name pattern (e.g. y{code}.cfg) */
   code?: string;
   lines: number;
   keys: number;
