@@ -27,7 +27,7 @@
  *  - typed views (prototype getters, computed together once on first use, undefined when
  *    absent or malformed — the raw bytes stay in `options` either way):
  *      type          53 as 'DISCOVER' | 'OFFER' | ... | 'INFORM' (`typeCode`: the raw number)
- *      vendorClass   60 latin1, byte for byte (Cisco MPP values end in NUL: kept)
+ *      vendorClass   60 latin1, byte for byte (some phones end it with a NUL: kept)
  *      paramList     55 as number[]
  *      hostname      12 latin1, byte for byte
  *      clientId      61 as lower-case hex (never as text: it is usually binary, 01 + MAC)
@@ -38,7 +38,7 @@
  *      userClass     77 latin1, byte for byte
  *      tftpServer    66 latin1 without trailing NULs (dnsmasq sends "URL\0")
  *      bootfileName  67 latin1 without trailing NULs
- *      tftpServers150 150 (Cisco TFTP server list) as string[]
+ *      tftpServers150 150 (TFTP server address list) as string[]
  *
  * Encoding — `encodeDhcp(input)`: header fields (defaults: op from `type`, htype 1, hlen from
  * chaddr, 0.0.0.0 addresses), then option 53 first, then `options` in map order, then the end
