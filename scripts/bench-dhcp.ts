@@ -13,9 +13,7 @@
  * bind new leases; the rest are returning clients. Bounded: EXCHANGES exchanges or LIMIT_S
  * seconds, whichever comes first. Prints exchanges/s, latency p50/p99 and lost.
  *
- * Needs root (namespaces). APS_BENCH_QUICK=1 runs a short version. When dist/src/daemon.js does
- * not start the DHCP service yet (src/app.ts does not register it), the same App is run through
- * dist/test/support/dhcp-server-runner.js, which adds it.
+ * Needs root (namespaces). APS_BENCH_QUICK=1 runs a short version. apsd is dist/src/daemon.js.
  */
 import dgram from 'node:dgram';
 import fs from 'node:fs';
@@ -179,17 +177,11 @@ function cpuSeconds(pid: number): number {
 
 async function startApsd(link: Link, configDir: string): Promise<{ proc: NsProcess; via: string }> {
   const daemon = path.join(ROOT, 'dist/src/daemon.js');
-  const runner = path.join(ROOT, 'dist/test/support/dhcp-server-runner.js');
-  for (const f of [daemon, runner]) if (!fs.existsSync(f)) throw new Error(`${f} is missing: npm run build first`);
-  const env = { ...process.env, JOURNAL_STREAM: '' };
+  if (!fs.existsSync(daemon)) throw new Error(`${daemon} is missing: npm run build first`);
   const args = ['--config', configDir, '--http-listen', '0.0.0.0:8080', '--tftp-listen', '127.0.0.1:0'];
-  let proc = link.spawn('host', process.execPath, [daemon, ...args], { env });
-  const ready = await proc.waitFor(/apsd ready[^\n]*\n/, 20_000);
-  if (/apsd ready[^\n]*dhcp_server=/.test(ready)) return { proc, via: 'dist/src/daemon.js' };
-  await proc.stop();
-  proc = link.spawn('host', process.execPath, [runner, ...args], { env });
-  await proc.waitFor(/apsd ready/, 20_000);
-  return { proc, via: 'dist/test/support/dhcp-server-runner.js (src/app.ts does not register the DHCP service yet)' };
+  const proc = link.spawn('host', process.execPath, [daemon, ...args], { env: { ...process.env, JOURNAL_STREAM: '' } });
+  await proc.waitFor(/apsd ready[^\n]*dhcp_server=/, 20_000);
+  return { proc, via: 'dist/src/daemon.js' };
 }
 
 async function main(): Promise<number> {

@@ -29,7 +29,7 @@ import { frameForDhcp, writePcap, type PcapFrame } from '../src/dhcp/frame.js';
 import { canUseNetns, createLink, waitUntil, which, type Link } from '../test/support/netns.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const RUNNER = path.join(ROOT, 'dist/test/support/capture-runner.js');
+const RUNNER = path.join(ROOT, 'dist/src/daemon.js');
 const QUICK = process.env.APS_BENCH_QUICK === '1';
 
 const args = parseArgs({ options: { pps: { type: 'string' }, macs: { type: 'string' }, 'no-topspeed': { type: 'boolean' }, 'write-pcap': { type: 'string' } } }).values;

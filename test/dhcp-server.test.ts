@@ -6,8 +6,7 @@
  * to make: a REQUEST naming another server, an INIT-REBOOT for a wrong address, DECLINE,
  * RELEASE, INFORM, a relayed request and garbage.
  *
- * apsd is started through test/support/dhcp-server-runner.ts: the daemon's App plus the DHCP
- * service (until src/app.ts registers it itself). The vendors are the real ones plus the
+ * apsd is the built daemon (dist/src/daemon.js) in the server namespace. The vendors are the real ones plus the
  * fixture vendor ciscofix (asks for option 150). Needs iproute2 and isc-dhcp-client, and root;
  * skipped, with the reason printed, only where network namespaces cannot be made.
  */
@@ -25,7 +24,7 @@ import { copyFixtureConfig, ctl, run } from './support/daemon.js';
 import { canUseNetns, cleanupAll, createLink, waitUntil, which, type Link, type NsProcess } from './support/netns.js';
 import { ROOT, VENDORS_DIR } from './support/paths.js';
 
-const RUNNER = path.join(ROOT, 'dist/test/support/dhcp-server-runner.js');
+const RUNNER = path.join(ROOT, 'dist/src/daemon.js');
 const UDP_CLIENT = path.join(ROOT, 'dist/test/support/dhcp-udp-client.js');
 const SERVER_IP = '10.197.0.1';
 const PEER_IP = '10.197.0.9';

@@ -7,8 +7,7 @@
  * apsd capturing on a veth end, dnsmasq serving, dhclient and udhcpc posing as phones (MACs
  * of each vendor's OUI), relayed DISCOVERs sent with tcpreplay, and TFTP from the lease holder.
  *
- * apsd runs as test/support/capture-runner (apsd plus the capture service) until the service
- * is registered in src/app.ts. The namespace cases are skipped, with the reason printed, only
+ * apsd is the built daemon (dist/src/daemon.js), run where the DHCP traffic is. The namespace cases are skipped, with the reason printed, only
  * where network namespaces cannot be made.
  */
 import { suite, test } from 'uvu';
@@ -41,7 +40,7 @@ const REQUEST = fs.readFileSync(path.join(FIX, 'dhcp-3-REQUEST.bin'));
 const ACK = fs.readFileSync(path.join(FIX, 'dhcp-4-ACK.bin'));
 /** the phone of the recording */
 const PHONE = '805ec0123456' as Mac;
-const RUNNER = path.join(ROOT, 'dist/test/support/capture-runner.js');
+const RUNNER = path.join(ROOT, 'dist/src/daemon.js');
 
 const registry = VendorRegistry.load(VENDORS_DIR);
 const T0 = Date.parse('2026-03-02T09:00:00Z');
