@@ -180,7 +180,9 @@ export class VendorRegistry {
 /** The vendors that refuse this request name on purpose, with their reasons (served files are not refused). */
 export function refusedBy(reg: VendorRegistry, name: string): { vendor: Vendor; refused: RefusedFile }[] {
   const out: { vendor: Vendor; refused: RefusedFile }[] = [];
+  const served = new Set(reg.matchFile(name).map((m) => m.file.vendor.id));
   for (const v of reg.list()) {
+    if (served.has(v.id)) continue;
     const r = v.refusedRes.find((x) => x.re.test(name));
     if (r) out.push({ vendor: v, refused: r.spec });
   }
