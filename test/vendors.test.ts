@@ -20,7 +20,9 @@ function readTsv(file: string): Record<string, string>[] {
   if (!fs.existsSync(file)) return [];
   const [head, ...rows] = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() && !l.startsWith('#'));
   const cols = head.split('\t');
-  return rows.map((r) => Object.fromEntries(r.split('\t').map((v, i) => [cols[i], v])));
+  // a value may carry bytes as \\xNN (binary DHCP options, NUL-terminated classes)
+  const unescape = (v: string) => v.replace(/\\x([0-9a-fA-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
+  return rows.map((r) => Object.fromEntries(r.split('\t').map((v, i) => [cols[i], unescape(v)])));
 }
 
 test('the catalogue holds the four first vendors, each with at least five models', () => {
