@@ -262,6 +262,7 @@ test('a Mitel 6930 gets startup.cfg and 6930.cfg without proof, its <MAC>.cfg on
   const dev = get(`${MAC}.cfg`, UA.aastra, true);
   assert.is(dev.status, 200, dev.body);
   assert.match(dev.body, /Read after aastra\.cfg and 6930\.cfg/);
+  assert.match(dev.body, /^http digest username: aps1400e91edb52$/m, 'the phone gets its own provisioning credentials');
 });
 
 test('a Mitel 6930 is refused the encrypted files: security.tuz and the *.tuz twins get 404 / TFTP error 1', () => {
