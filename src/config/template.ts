@@ -19,6 +19,23 @@ export const DTMF_MODES = ['rfc2833', 'inband', 'info', 'rfc2833+info'] as const
 export type DtmfMode = (typeof DTMF_MODES)[number];
 export type Transport = (typeof TRANSPORTS)[number];
 
+/**
+ * Template keys a vendor may declare it has no setting for (vendor.json "unsupported"), each
+ * with the test of whether a template sets it: a template that does gets a render warning.
+ */
+export const OPTIONAL_KEYS: Record<string, (t: Template) => boolean> = {
+  'general.check_time': (t) => t.general.checkTime !== null,
+  'server.dtmf_mode': (t) => t.server.dtmfMode !== 'rfc2833',
+  'network.qos_sip_dscp': (t) => t.network.qosSipDscp !== null,
+  'network.qos_rtp_dscp': (t) => t.network.qosRtpDscp !== null,
+  'network.rport': (t) => t.network.rport,
+  'network.stun_server': (t) => t.network.stunServer !== '',
+  'network.cdp': (t) => t.network.cdp,
+  'datetime.ntp_server2': (t) => t.datetime.ntpServer2 !== '',
+  'datetime.time_zone_name': (t) => t.datetime.timeZoneName !== '',
+  'phone.dial_plan': (t) => t.phone.dialPlan !== null,
+};
+
 export interface KeyDef {
   index: number;
   type: KeyType;

@@ -10,7 +10,7 @@ import type { Config, Extension, Template, Tenant } from '../config/index.js';
 import { parseHostPort } from '../config/fields.js';
 import type { DeviceRow, LineRow } from '../store/index.js';
 import type { Vendor, VendorModel } from '../vendors/registry.js';
-import type { KeyDef } from '../config/template.js';
+import { OPTIONAL_KEYS, type KeyDef } from '../config/template.js';
 
 export interface ViewInput {
   /** the device's own HTTP credentials, written into its config so that it proves itself on later fetches */
@@ -41,6 +41,13 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   const maps = vendor.maps;
   const map = (name: string, value: string): string => maps[name]?.[value] ?? value;
   const bool = (b: boolean) => map('bool', String(b));
+  const unsupported = new Set(vendor.unsupported ?? []);
+  for (const k of unsupported) {
+    if (OPTIONAL_KEYS[k]?.(template)) out.warnings.push(`${k}: ${vendor.name} has no "${k.split('.')[1]}" key: left out`);
+  }
+  const dtmf = template.server.dtmfMode;
+  const dtmfMapped = !unsupported.has('server.dtmf_mode') && (!maps.dtmfMode || maps.dtmfMode[dtmf] !== undefined);
+  if (!unsupported.has('server.dtmf_mode') && !dtmfMapped) out.warnings.push(`server.dtmf_mode: ${vendor.name} has no "${dtmf}" key: left out`);
 
   const provisioningUrl = template.general.provisioningUrl || s.provisioning.url;
   const purl = new URL(provisioningUrl);
@@ -59,8 +66,15 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     outboundProxyPort: proxy ? proxy.port : template.server.outboundProxy ? template.server.port : '',
     hasOutboundProxy: template.server.outboundProxy !== '',
     expires: template.server.expires,
-    dtmfMode: map('dtmfMode', template.server.dtmfMode),
-    dtmfModeName: template.server.dtmfMode,
+    dtmfMode: dtmfMapped ? map('dtmfMode', dtmf) : '',
+    dtmfModeName: dtmf,
+    hasDtmfMode: dtmfMapped,
+    /** the DTMF paths the mode uses: RTP events (RFC 2833), audio in the media stream, SIP INFO */
+    dtmfRfc2833: bool(dtmf === 'rfc2833' || dtmf === 'rfc2833+info'), dtmfRfc2833On: dtmf === 'rfc2833' || dtmf === 'rfc2833+info',
+    dtmfInband: bool(dtmf === 'inband'), dtmfInbandOn: dtmf === 'inband',
+    dtmfInfo: bool(dtmf === 'info' || dtmf === 'rfc2833+info'), dtmfInfoOn: dtmf === 'info' || dtmf === 'rfc2833+info',
+    /** DTMF goes in the media path (RFC 2833 or in-band), not only in SIP INFO */
+    dtmfRtp: bool(dtmf !== 'info'), dtmfRtpOn: dtmf !== 'info',
   };
 
   const lines: Dict[] = [];

@@ -9,11 +9,11 @@ import path from 'node:path';
 import Mustache from 'mustache';
 import { ApsError } from '../errors.js';
 import { macOui, type Mac } from '../mac.js';
-import { KEY_TYPES, LANGUAGES, TONE_COUNTRIES, TRANSPORTS } from '../config/template.js';
-import type { VendorData, VendorFile, VendorModel } from './types.js';
+import { KEY_TYPES, LANGUAGES, OPTIONAL_KEYS, TONE_COUNTRIES, TRANSPORTS } from '../config/template.js';
+import type { RefusedFile, VendorData, VendorFile, VendorModel } from './types.js';
 import { optionType } from '../wire/dhcp-options.js';
 
-export type { VendorData, VendorFile, VendorModel } from './types.js';
+export type { RefusedFile, VendorData, VendorFile, VendorModel } from './types.js';
 
 /** Confidence of an identification, lowest to highest. */
 export const Confidence = { oui: 1, vendorClass: 2, userAgent: 3 } as const;
@@ -23,6 +23,8 @@ export interface Vendor extends VendorData {
   /** template name → template text */
   templates: Map<string, string>;
   compiledFiles: CompiledFile[];
+  /** the refused[] names as patterns */
+  refusedRes: { spec: RefusedFile; re: RegExp }[];
   uaRes: RegExp[];
   modelByKey: Map<string, VendorModel>;
 }
@@ -185,6 +187,18 @@ export class VendorRegistry {
     // literal names (common files) before patterns, so 000000000000.cfg is not taken for a MAC
     return out.sort((a, b) => scopeRank(a.file.scope) - scopeRank(b.file.scope));
   }
+}
+
+/** The vendors that refuse this request name on purpose, with their reasons (served files are not refused). */
+export function refusedBy(reg: VendorRegistry, name: string): { vendor: Vendor; refused: RefusedFile }[] {
+  const out: { vendor: Vendor; refused: RefusedFile }[] = [];
+  const served = new Set(reg.matchFile(name).map((m) => m.file.vendor.id));
+  for (const v of reg.list()) {
+    if (served.has(v.id)) continue;
+    const r = v.refusedRes.find((x) => x.re.test(name));
+    if (r) out.push({ vendor: v, refused: r.spec });
+  }
+  return out;
 }
 
 function scopeRank(s: string): number {
@@ -351,7 +365,7 @@ export function loadVendor(dir: string): Vendor {
   }
   if (!Array.isArray(data.files) || data.files.length === 0) p.check(() => fail('files', 'missing', 'the files the phones ask for'));
   if (!Array.isArray(data.files)) data.files = [];
-  const vendor: Vendor = { ...data, dir, templates, compiledFiles: [], uaRes, modelByKey };
+  const vendor: Vendor = { ...data, dir, templates, compiledFiles: [], refusedRes: [], uaRes, modelByKey };
   const seenNames = new Set<string>();
   data.files.forEach((f, i) => p.check(() => {
     if (!templates.has(f.template)) fail(`files[${i}].template`, `no template "${f.template}"`, `a file templates/${f.template}.mustache`);
@@ -363,6 +377,14 @@ export function loadVendor(dir: string): Vendor {
     if (scope === 'model' && !data.models.some((m) => m.code)) fail(`files[${i}].name`, '{code} is used but no model has a code');
     if (f.secrets && scope !== 'device') fail(`files[${i}].secrets`, 'a file without a MAC in its name is served to anyone and cannot hold secrets');
     vendor.compiledFiles.push({ spec: f, vendor, re, scope });
+  }));
+  (data.refused ?? []).forEach((r, i) => p.check(() => {
+    if (!r.why) fail(`refused[${i}].why`, 'missing', 'why aps does not answer this file');
+    if (seenNames.has(r.name)) fail(`refused[${i}].name`, `file ${r.name} is both served and refused`);
+    vendor.refusedRes.push({ spec: r, re: compileName(r.name, (m) => fail(`refused[${i}].name`, m)).re });
+  }));
+  (data.unsupported ?? []).forEach((k, i) => p.check(() => {
+    if (!(k in OPTIONAL_KEYS)) fail(`unsupported[${i}]`, `"${k}" is not a template key that may be left out`, Object.keys(OPTIONAL_KEYS).join(', '));
   }));
   for (const [mapName, keys] of Object.entries(REQUIRED_MAPS)) {
     const map = data.maps?.[mapName];

@@ -26,6 +26,12 @@ export interface VendorFile {
   description?: string;
 }
 
+export interface RefusedFile {
+  name: string;
+  why: string;
+  source?: string;
+}
+
 export interface VendorClassPattern {
   match: 'exact' | 'prefix' | 'suffix' | 'regex';
   value: string;
@@ -59,6 +65,13 @@ export interface VendorData {
   maps: Record<string, Record<string, string>>;
   resync: { event: string; rebootEvent?: string };
   dhcp?: { answers: DhcpAnswer[] };
+  /**
+   * Files the firmware asks for that aps does not answer on purpose (a 404 is what the phone
+   * should get), each with the reason; the name pattern takes the placeholders of files[].name.
+   */
+  refused?: RefusedFile[];
+  /** template keys ("section.key" of OPTIONAL_KEYS) the vendor has no setting for: left out with a warning */
+  unsupported?: string[];
   /** facts with sources: key -> source tag; and facts not confirmed */
   sources?: Record<string, string>;
   unconfirmed?: string[];
