@@ -10,6 +10,7 @@ import type { Config, Extension, Template, Tenant } from '../config/index.js';
 import { parseHostPort } from '../config/fields.js';
 import type { DeviceRow, LineRow } from '../store/index.js';
 import type { Vendor, VendorModel } from '../vendors/registry.js';
+import type { LeaveOutKey, ParamList, ParamRange } from '../vendors/types.js';
 import type { KeyDef } from '../config/template.js';
 
 export interface ViewInput {
@@ -59,9 +60,18 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     outboundProxyPort: proxy ? proxy.port : template.server.outboundProxy ? template.server.port : '',
     hasOutboundProxy: template.server.outboundProxy !== '',
     expires: template.server.expires,
+    /** for vendors that count the registration in minutes */
+    expiresMinutes: Math.max(1, Math.round(template.server.expires / 60)),
     dtmfMode: map('dtmfMode', template.server.dtmfMode),
     dtmfModeName: template.server.dtmfMode,
+    /** one switch per way of sending DTMF, for vendors with a flag each */
+    dtmfRfc2833: bool(template.server.dtmfMode.startsWith('rfc2833')),
+    dtmfInband: bool(template.server.dtmfMode === 'inband'),
+    dtmfInfo: bool(template.server.dtmfMode.endsWith('info')),
   };
+  const paramsOf = paramTable(vendor, model);
+  const leave = leaveOut(vendor, model, template);
+  for (const k of leave) out.warnings.push(`${vendor.name} ${model.id} has no "${k}" key: left out`);
 
   const lines: Dict[] = [];
   // Unprovisioned: line 1 is the phone's own unprov account at [provisioning] sip_server (the
@@ -71,6 +81,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   if (unprovisioned && input.unprov) {
     lines.push({
       index: 1,
+      p: paramsOf('lines', 1) ?? {},
       user: input.unprov.account,
       authUser: input.unprov.account,
       password: input.unprov.password,
@@ -98,7 +109,13 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
         continue;
       }
       const localPort = pickPort(l.local_port, device.mac, l.idx);
+      const p = paramsOf('lines', l.idx);
+      if (p === null) {
+        out.warnings.push(`line ${l.idx}: ${vendor.name} ${model.id} has no parameters for line ${l.idx}: left out`);
+        continue;
+      }
       lines.push({
+        p,
         index: l.idx,
         user: ext.number,
         authUser: ext.authUser,
@@ -116,13 +133,20 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     }
   }
 
-  const mapKey = (k: KeyDef, where: string): Dict | null => {
-    const code = maps.keyType?.[k.type];
+  const mapKey = (k: KeyDef, where: string, list: ParamList = 'keys', module = 1): Dict | null => {
+    const typeMap = (list === 'progkeys' ? maps.progkeyType : list === 'moduleKeys' ? maps.moduleKeyType : undefined) ?? maps.keyType;
+    const code = typeMap?.[k.type];
     if (code === undefined) {
       out.warnings.push(`${where} ${k.index}: ${vendor.name} has no "${k.type}" key: left out`);
       return null;
     }
+    const p = paramsOf(list, k.index, module);
+    if (p === null) {
+      out.warnings.push(`${where} ${k.index}: ${vendor.name} ${model.id} has no parameters for it: left out`);
+      return null;
+    }
     return {
+      p,
       index: k.index,
       index0: k.index - 1,
       type: code,
@@ -154,11 +178,23 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
         out.warnings.push(`module ${k.module} key ${k.index} is beyond ${moduleDef.id} × ${expansionCount}: left out`);
         continue;
       }
-      const v = mapKey(k, `module ${k.module} key`);
+      const v = mapKey(k, `module ${k.module} key`, 'moduleKeys', k.module);
       if (v) moduleKeys.push({ ...v, module: k.module });
     }
   }
-  const progkeys = (unprovisioned ? [] : template.progkeys).map((k) => mapKey(k, 'programmable key')).filter((x): x is Dict => x !== null);
+  const progkeys = (unprovisioned ? [] : template.progkeys).map((k) => mapKey(k, 'programmable key', 'progkeys')).filter((x): x is Dict => x !== null);
+  const pagingGroups: Dict[] = [];
+  for (const g of unprovisioned || leave.has('paging') ? [] : template.paging) {
+    const p = paramsOf('paging', g.index);
+    if (p === null) {
+      out.warnings.push(`paging group ${g.index}: ${vendor.name} ${model.id} has no parameters for it: left out`);
+      continue;
+    }
+    pagingGroups.push({ ...g, index0: g.index - 1, p });
+  }
+  const dirUrl = unprovisioned || leave.has('directory_url') ? '' : template.services.directoryUrl;
+  const dir = dirUrl ? new URL(dirUrl) : null;
+  const ldapOn = template.ldap.enabled && !leave.has('ldap');
 
   const off = template.datetime.utcOffsetMinutes;
   const sign = off < 0 ? '-' : '+';
@@ -196,7 +232,13 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       host: purl.hostname,
       port: purl.port || (purl.protocol === 'https:' ? '443' : purl.protocol === 'tftp:' ? '69' : '80'),
       path: purl.pathname,
+      /** host[:port]/path without scheme or trailing slash, for vendors that take the scheme apart */
+      hostPath: hostPath(purl),
+      /** the vendor's code for the scheme (maps.scheme: tftp, http, https) */
+      schemeCode: map('scheme', purl.protocol.replace(':', '')),
       firmwareUrl,
+      firmwareHostPath: firmwareUrl ? hostPath(new URL(firmwareUrl)) : '',
+      firmwareSchemeCode: firmwareUrl ? map('scheme', new URL(firmwareUrl).protocol.replace(':', '')) : '',
       firmwareFile: template.firmware,
       hasFirmware: firmwareUrl !== '',
     },
@@ -205,7 +247,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       periodicCheckOn: template.general.periodicCheck > 0,
       periodicMinutes: template.general.periodicCheck,
       periodicSeconds: template.general.periodicCheck * 60,
-      ...checkTimeView(template.general.checkTime, device?.mac ?? ''),
+      ...checkTimeView(leave.has('check_time') ? null : template.general.checkTime, device?.mac ?? ''),
     },
     sip,
     lines,
@@ -218,8 +260,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       vlan: bool(net.vlanId > 0), vlanOn: net.vlanId > 0, vlanId: net.vlanId, vlanPriority: net.vlanPriority,
       lldp: bool(net.lldp), lldpOn: net.lldp,
       cdp: bool(net.cdp), cdpOn: net.cdp,
-      hasQosSip: net.qosSipDscp !== null, qosSipDscp: net.qosSipDscp ?? '', qosSipTos: net.qosSipDscp === null ? '' : net.qosSipDscp << 2,
-      hasQosRtp: net.qosRtpDscp !== null, qosRtpDscp: net.qosRtpDscp ?? '', qosRtpTos: net.qosRtpDscp === null ? '' : net.qosRtpDscp << 2,
+      hasQosSip: net.qosSipDscp !== null && !leave.has('qos_sip_dscp'), qosSipDscp: net.qosSipDscp ?? '', qosSipTos: net.qosSipDscp === null ? '' : net.qosSipDscp << 2,
+      hasQosRtp: net.qosRtpDscp !== null && !leave.has('qos_rtp_dscp'), qosRtpDscp: net.qosRtpDscp ?? '', qosRtpTos: net.qosRtpDscp === null ? '' : net.qosRtpDscp << 2,
     },
     datetime: {
       ntpServer1: template.datetime.ntpServer1,
@@ -236,6 +278,11 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       dst: map('dst', template.datetime.dst),
       dstName: template.datetime.dst,
       timeZoneName: template.datetime.timeZoneName,
+      /** the vendor's zone: maps.timeZone by IANA name, else maps.utcOffset by +H[:MM] ('' when neither has it) */
+      zone: maps.timeZone?.[template.datetime.timeZoneName] ?? maps.utcOffset?.[`${sign}${abs / 60 | 0}${abs % 60 ? ':' + mm : ''}`] ?? '',
+      hasZone: (maps.timeZone?.[template.datetime.timeZoneName] ?? maps.utcOffset?.[`${sign}${abs / 60 | 0}${abs % 60 ? ':' + mm : ''}`]) !== undefined,
+      /** the offset as a POSIX TZ string counts it (west positive): UTC+1 = -1, UTC-5 = 5, UTC+5:30 = -5:30 */
+      offsetPosix: `${off > 0 ? '-' : ''}${abs / 60 | 0}${abs % 60 ? ':' + mm : ''}`,
       hasTimeZoneName: template.datetime.timeZoneName !== '',
     },
     phone: {
@@ -244,8 +291,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       toneCountry: map('toneCountry', template.phone.toneCountry),
       toneCountryCode: template.phone.toneCountry,
       tones: template.phone.tones.map((t) => ({ name: map('toneName', t.name), value: t.value })),
-      hasTones: template.phone.tones.length > 0,
-      hasDialPlan: template.phone.dialPlan !== null,
+      hasTones: template.phone.tones.length > 0 && !leave.has('tones'),
+      hasDialPlan: template.phone.dialPlan !== null && !leave.has('dial_plan'),
       /** the digit map as written: (x.T|[2-9]xx) */
       dialPlan: template.phone.dialPlan?.text ?? '',
       /** each alternative with its regular-expression form, for vendors whose dial plans are regular expressions */
@@ -269,17 +316,24 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       hasAdminPassword: !unprovisioned && template.security.adminPassword !== '',
       allowDirectIpCall: bool(template.security.allowDirectIpCall),
       allowDirectIpCallOn: template.security.allowDirectIpCall,
+      /** the same switch for vendors that ask "disable direct IP calls?" */
+      disableDirectIpCall: bool(!template.security.allowDirectIpCall),
       trustedServerOnly: bool(template.security.trustedServerOnly),
       trustedServerOnlyOn: template.security.trustedServerOnly,
     },
     paging: {
-      groups: unprovisioned ? [] : template.paging.map((g) => ({ ...g, index0: g.index - 1 })),
-      hasGroups: !unprovisioned && template.paging.length > 0,
+      groups: pagingGroups,
+      hasGroups: pagingGroups.length > 0,
     },
-    services: unprovisioned ? { directoryUrl: '', hasDirectory: false } : { directoryUrl: template.services.directoryUrl, hasDirectory: template.services.directoryUrl !== '' },
-    ldap: unprovisioned
-      ? { ...template.ldap, user: '', password: '', enabled: bool(false), enabledOn: false }
-      : { ...template.ldap, enabled: bool(template.ldap.enabled), enabledOn: template.ldap.enabled },
+    services: {
+      directoryUrl: dirUrl,
+      hasDirectory: dirUrl !== '',
+      directoryHostPath: dir ? hostPath(dir, true) : '',
+      directorySchemeCode: dir ? map('scheme', dir.protocol.replace(':', '')) : '',
+    },
+    ldap: unprovisioned || !ldapOn
+      ? { ...template.ldap, user: unprovisioned ? '' : template.ldap.user, password: unprovisioned ? '' : template.ldap.password, enabled: bool(false), enabledOn: false }
+      : { ...template.ldap, enabled: bool(true), enabledOn: true },
   };
 }
 
@@ -302,6 +356,58 @@ export function checkTimeView(window: { from: number; to: number } | null, mac: 
     checkTimeFrom: hm(window.from),
     checkTimeTo: hm(window.to),
   };
+}
+
+/** host[:port]/path of a URL, without the scheme and (unless keepSlash) the trailing slash. */
+function hostPath(u: URL, keepSlash = false): string {
+  const p = keepSlash ? u.pathname : u.pathname.replace(/\/+$/, '');
+  return `${u.host}${p === '/' ? '' : p}`;
+}
+
+/**
+ * The parameter names of entry `index` of a list, from the model's parameter table (vendor
+ * `params`): {} when the vendor (or this list) is not numbered this way, null when it is but
+ * no range holds this index (the entry is left out).
+ */
+function paramTable(vendor: Vendor, model: VendorModel): (list: ParamList, index: number, module?: number) => Record<string, string> | null {
+  const table = vendor.params?.[model.params ?? 'default'];
+  return (list, index, module = 1) => {
+    const ranges: ParamRange[] | undefined = table?.[list];
+    if (!ranges) return {};
+    const r = ranges.find((x) => (x.module ?? 1) === module && index >= x.from && index <= x.to);
+    if (!r) return null;
+    const out: Record<string, string> = {};
+    for (const [f, v] of Object.entries(r.fields)) {
+      const [base, step] = Array.isArray(v) ? v : [v, r.step ?? 1];
+      out[f] = `${r.prefix ?? ''}${base + step * (index - r.from)}`;
+    }
+    return out;
+  };
+}
+
+/** The template settings this vendor/model cannot take that the template sets. */
+function leaveOut(vendor: Vendor, model: VendorModel, t: Template): Set<LeaveOutKey> {
+  const lo = vendor.leaveOut ?? {};
+  const keys = new Set<LeaveOutKey>([...(lo['*'] ?? []), ...(lo[model.params ?? 'default'] ?? []), ...(lo[model.id] ?? [])]);
+  const set: Record<LeaveOutKey, boolean> = {
+    paging: t.paging.length > 0,
+    ldap: t.ldap.enabled,
+    directory_url: t.services.directoryUrl !== '',
+    dial_plan: t.phone.dialPlan !== null,
+    tones: t.phone.tones.length > 0,
+    tone_country: t.phone.toneCountry !== 'us',
+    rport: t.network.rport,
+    cdp: t.network.cdp,
+    lldp: !t.network.lldp,
+    stun_server: t.network.stunServer !== '',
+    allow_direct_ip_call: t.security.allowDirectIpCall,
+    trusted_server_only: t.security.trustedServerOnly,
+    qos_sip_dscp: t.network.qosSipDscp !== null,
+    qos_rtp_dscp: t.network.qosRtpDscp !== null,
+    check_time: t.general.checkTime !== null,
+    dst: t.datetime.dst !== 'auto',
+  };
+  return new Set([...keys].filter((k) => set[k]));
 }
 
 /** A single port, or a deterministic port from a `low-high` range for this device and line. */

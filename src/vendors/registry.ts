@@ -10,7 +10,7 @@ import Mustache from 'mustache';
 import { ApsError } from '../errors.js';
 import { macOui, type Mac } from '../mac.js';
 import { KEY_TYPES, LANGUAGES, TONE_COUNTRIES, TRANSPORTS } from '../config/template.js';
-import type { VendorData, VendorFile, VendorModel } from './types.js';
+import { LEAVE_OUT_KEYS, PARAM_LISTS, type ParamRange, type VendorData, type VendorFile, type VendorModel } from './types.js';
 
 export type { VendorData, VendorFile, VendorModel } from './types.js';
 
@@ -267,6 +267,14 @@ export function loadVendor(dir: string): Vendor {
   const vendor: Vendor = { ...data, dir, templates, compiledFiles: [], uaRes, modelByKey };
   const seenNames = new Set<string>();
   data.files.forEach((f, i) => {
+    if (f.absent !== undefined && f.absent !== true) fail(`files[${i}].absent`, 'absent is true or left out');
+    if (f.absent) {
+      if (f.secrets) fail(`files[${i}].secrets`, 'a file aps does not make holds no secrets');
+      if (seenNames.has(f.name)) fail(`files[${i}].name`, `file ${f.name} is listed twice`);
+      seenNames.add(f.name);
+      compileName(f.name, (m) => fail(`files[${i}].name`, m));
+      return; // documented, answered "not found": no compiled file
+    }
     if (!templates.has(f.template)) fail(`files[${i}].template`, `no template "${f.template}"`, `a file templates/${f.template}.mustache`);
     if (f.format !== 'text' && f.format !== 'xml') fail(`files[${i}].format`, `"${f.format}" is not a format`, 'text or xml');
     if (typeof f.secrets !== 'boolean') fail(`files[${i}].secrets`, 'missing', 'true or false');
@@ -282,12 +290,48 @@ export function loadVendor(dir: string): Vendor {
     if (!map) fail(`maps.${mapName}`, 'missing', `a map for ${keys.join(', ')}`);
     for (const k of keys) if (map![k] === undefined) fail(`maps.${mapName}.${k}`, 'missing', 'the vendor value for it');
   }
-  const keyMap = data.maps?.keyType ?? {};
-  for (const k of Object.keys(keyMap)) {
-    if (!(KEY_TYPES as readonly string[]).includes(k)) fail(`maps.keyType.${k}`, `"${k}" is not a key type`, KEY_TYPES.join(', '));
+  for (const mapName of ['keyType', 'progkeyType', 'moduleKeyType']) {
+    for (const k of Object.keys(data.maps?.[mapName] ?? {})) {
+      if (!(KEY_TYPES as readonly string[]).includes(k)) fail(`maps.${mapName}.${k}`, `"${k}" is not a key type`, KEY_TYPES.join(', '));
+    }
   }
+  checkParams(data, fail);
   if (!data.resync?.event) fail('resync.event', 'missing', 'the SIP NOTIFY event, e.g. check-sync');
   return vendor;
+}
+
+/** params: named tables of numbered parameter ranges; leaveOut: known keys; models name existing tables. */
+function checkParams(data: VendorData, fail: (key: string, message: string, expected?: string) => never): void {
+  const tables = data.params ?? {};
+  for (const [name, table] of Object.entries(tables)) {
+    for (const [list, ranges] of Object.entries(table)) {
+      const where = `params.${name}.${list}`;
+      if (!(PARAM_LISTS as readonly string[]).includes(list)) fail(where, `"${list}" is not a list`, PARAM_LISTS.join(', '));
+      if (!Array.isArray(ranges)) fail(where, 'not a list of ranges');
+      (ranges as ParamRange[]).forEach((r, i) => {
+        const at = `${where}[${i}]`;
+        if (!Number.isInteger(r.from) || !Number.isInteger(r.to) || r.from < 1 || r.to < r.from) fail(at, `${r.from}..${r.to} is not a range`, 'whole numbers 1 ≤ from ≤ to');
+        if (r.step !== undefined && !Number.isInteger(r.step)) fail(`${at}.step`, `${r.step} is not a whole number`);
+        if (!r.fields || Object.keys(r.fields).length === 0) fail(`${at}.fields`, 'missing', 'field name → parameter number');
+        for (const [f, v] of Object.entries(r.fields)) {
+          const ok = Number.isInteger(v) || (Array.isArray(v) && v.length === 2 && v.every(Number.isInteger));
+          if (!ok) fail(`${at}.fields.${f}`, `${JSON.stringify(v)} is not a parameter number`, 'a number, or [base, step]');
+        }
+        (ranges as ParamRange[]).slice(0, i).forEach((o, j) => {
+          if ((o.module ?? 1) === (r.module ?? 1) && r.from <= o.to && o.from <= r.to) fail(at, `overlaps ${where}[${j}]`);
+        });
+      });
+    }
+  }
+  data.models.forEach((m, i) => {
+    if (m.params !== undefined && !tables[m.params]) fail(`models[${i}].params`, `no parameter table "${m.params}"`, Object.keys(tables).join(', ') || 'a params entry');
+  });
+  for (const [name, keys] of Object.entries(data.leaveOut ?? {})) {
+    if (name !== '*' && !tables[name] && !data.models.some((m) => m.id === name)) fail(`leaveOut.${name}`, `"${name}" is neither "*", a parameter table nor a model`);
+    keys.forEach((k, i) => {
+      if (!(LEAVE_OUT_KEYS as readonly string[]).includes(k)) fail(`leaveOut.${name}[${i}]`, `"${k}" is not a template key that can be left out`, LEAVE_OUT_KEYS.join(', '));
+    });
+  }
 }
 
 function compileRe(src: string, fail: (m: string) => never): RegExp {

@@ -13,6 +13,8 @@ export interface VendorModel {
   keys: number;
   /** expansion modules this model takes, by id */
   expansion?: string[];
+  /** which of the vendor's parameter tables (`params`) this model uses; default "default" */
+  params?: string;
   description?: string;
 }
 
@@ -23,8 +25,47 @@ export interface VendorFile {
   format: FileFormat;
   /** true when the rendered file carries a SIP password, admin password or another secret */
   secrets: boolean;
+  /**
+   * the phone asks for this name, but it is a format aps does not make (a vendor's proprietary
+   * binary): the name is documented and answered "not found", so the phone moves on to the next
+   * file. Such an entry needs no template.
+   */
+  absent?: boolean;
   description?: string;
 }
+
+/**
+ * Numbered parameter names for the entries of a list (lines, keys ...), for vendors whose
+ * settings are numbers that change with the line or key index (P47 for account 1, P402 for
+ * account 2). A range covers indexes `from`..`to`; a field's name is prefix + number, where the
+ * number is `base + step * (index - from)`. A field is a base (the range's step applies) or
+ * [base, step].
+ */
+export interface ParamRange {
+  from: number;
+  to: number;
+  /** default 1 */
+  step?: number;
+  /** printed before the number; default "" */
+  prefix?: string;
+  /** only for expansion-module keys: the module number this range is for; default 1 */
+  module?: number;
+  fields: Record<string, number | [number, number]>;
+}
+
+export const PARAM_LISTS = ['lines', 'keys', 'moduleKeys', 'progkeys', 'paging'] as const;
+export type ParamList = (typeof PARAM_LISTS)[number];
+export type ParamTable = Partial<Record<ParamList, ParamRange[]>>;
+
+/**
+ * Template settings a vendor (or model) cannot take: when a template sets one, the render
+ * leaves it out with the warning `<vendor> <model> has no "<key>" key: left out`.
+ */
+export const LEAVE_OUT_KEYS = [
+  'paging', 'ldap', 'directory_url', 'dial_plan', 'tones', 'tone_country', 'rport', 'cdp', 'lldp', 'stun_server',
+  'allow_direct_ip_call', 'trusted_server_only', 'qos_sip_dscp', 'qos_rtp_dscp', 'check_time', 'dst',
+] as const;
+export type LeaveOutKey = (typeof LEAVE_OUT_KEYS)[number];
 
 export interface VendorClassPattern {
   match: 'exact' | 'prefix' | 'suffix' | 'regex';
@@ -55,8 +96,16 @@ export interface VendorData {
   models: VendorModel[];
   expansionModules?: { id: string; keys: number }[];
   files: VendorFile[];
-  /** value maps from vendor-neutral values to the vendor's own: bool, transport, keyType, language, toneCountry, cidSource, dst */
+  /**
+   * value maps from vendor-neutral values to the vendor's own: bool, transport, keyType (and
+   * progkeyType / moduleKeyType where those keys use other codes), language, toneCountry,
+   * cidSource, dst, scheme (tftp/http/https), timeZone (by IANA name), utcOffset (by +H[:MM])
+   */
   maps: Record<string, Record<string, string>>;
+  /** named parameter tables (see ParamRange); a model picks one by `params`, else "default" */
+  params?: Record<string, ParamTable>;
+  /** template settings this vendor cannot take (left out with a warning); per model family by params name: "*" for all */
+  leaveOut?: Record<string, LeaveOutKey[]>;
   resync: { event: string; rebootEvent?: string };
   dhcp?: { answers: DhcpAnswer[] };
   /** facts with sources: key -> source tag; and facts not confirmed */
