@@ -154,6 +154,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       value: k.value,
       label: k.label || (k.type === 'line' ? '' : k.value),
       line: k.line,
+      /** the line counted from 0, as some vendors number accounts */
+      line0: Math.max(0, k.line - 1),
       [`is_${k.type}`]: true,
     };
   };
@@ -329,7 +331,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       directoryUrl: dirUrl,
       hasDirectory: dirUrl !== '',
       directoryHostPath: dir ? hostPath(dir, true) : '',
-      directorySchemeCode: dir ? map('scheme', dir.protocol.replace(':', '')) : '',
+      /** maps.directoryScheme where the directory download numbers schemes its own way, else maps.scheme */
+      directorySchemeCode: dir ? map(maps.directoryScheme ? 'directoryScheme' : 'scheme', dir.protocol.replace(':', '')) : '',
     },
     ldap: unprovisioned || !ldapOn
       ? { ...template.ldap, user: unprovisioned ? '' : template.ldap.user, password: unprovisioned ? '' : template.ldap.password, enabled: bool(false), enabledOn: false }
