@@ -409,6 +409,7 @@ function leaveOut(vendor: Vendor, model: VendorModel, t: Template): Set<LeaveOut
     qos_rtp_dscp: t.network.qosRtpDscp !== null,
     check_time: t.general.checkTime !== null,
     dst: t.datetime.dst !== 'auto',
+    language: t.phone.language !== 'en',
   };
   return new Set([...keys].filter((k) => set[k]));
 }

@@ -63,7 +63,7 @@ export type ParamTable = Partial<Record<ParamList, ParamRange[]>>;
  */
 export const LEAVE_OUT_KEYS = [
   'paging', 'ldap', 'directory_url', 'dial_plan', 'tones', 'tone_country', 'rport', 'cdp', 'lldp', 'stun_server',
-  'allow_direct_ip_call', 'trusted_server_only', 'qos_sip_dscp', 'qos_rtp_dscp', 'check_time', 'dst',
+  'allow_direct_ip_call', 'trusted_server_only', 'qos_sip_dscp', 'qos_rtp_dscp', 'check_time', 'dst', 'language',
 ] as const;
 export type LeaveOutKey = (typeof LEAVE_OUT_KEYS)[number];
 
