@@ -107,6 +107,8 @@ test('a Grandstream GXP2170 boots over HTTP: cfg<mac> not found, cfg<mac>.xml on
   assert.match(r.body, /<P35>101<\/P35>/);
   assert.match(r.body, /<P34>S3cr3t&amp;&lt;101&gt;<\/P34>/);
   assert.match(r.body, /<P1365>11<\/P1365>\s*<P1366>0<\/P1366>\s*<P1467>Bob<\/P1467>\s*<P1468>102<\/P1468>/, 'BLF on line key 2');
+  assert.match(r.body, /<P23804>11<\/P23804>/, 'BLF on fixed VPK 8 (second block)');
+  assert.match(r.body, /<P23824>-1<\/P23824>[\s\S]*<P23828>1<\/P23828>/, 'dynamic VPK 13 written as none, so that the BLF on VPK 14 is kept');
   assert.match(r.body, /<P26015>1<\/P26015>/, 'Allow SIP Reset, so the phone acts on check-sync');
   assert.match(r.body, /<P1360>aps000b82a1b2c3<\/P1360>/, 'its own provisioning user');
   // the phone's own credentials work as well as the site's
@@ -198,6 +200,7 @@ test('apsctl render shows what the templates ask for and the vendors cannot take
   assert.match(r.stderr, /Grandstream GXP2170 has no "paging" key: left out/);
   assert.match(r.stderr, /Grandstream GXP2170 has no "dial_plan" key: left out/);
   assert.match(r.stderr, /DSS key 7: Grandstream has no "url" key: left out/);
+  assert.match(r.stderr, /programmable key 1: Grandstream GXP2170 has no "progkey" key for it: left out/);
   const h = d.ctl('render', HT);
   assert.is(h.status, 0, h.stderr);
   assert.match(h.stderr, /Htek UC926 has no "dial_plan" key: left out/);

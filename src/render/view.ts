@@ -69,7 +69,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     dtmfInband: bool(template.server.dtmfMode === 'inband'),
     dtmfInfo: bool(template.server.dtmfMode.endsWith('info')),
   };
-  const paramsOf = paramTable(vendor, model);
+  const rangeAt = paramTable(vendor, model);
+  const paramsOf = (list: ParamList, index: number, module = 1) => rangeAt(list, index, module)?.p ?? null;
   const leave = leaveOut(vendor, model, template);
   for (const k of leave) out.warnings.push(`${vendor.name} ${model.id} has no "${k}" key: left out`);
 
@@ -111,7 +112,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       const localPort = pickPort(l.local_port, device.mac, l.idx);
       const p = paramsOf('lines', l.idx);
       if (p === null) {
-        out.warnings.push(`line ${l.idx}: ${vendor.name} ${model.id} has no parameters for line ${l.idx}: left out`);
+        out.warnings.push(`line ${l.idx}: ${vendor.name} ${model.id} has no "${PARAM_KEY.lines}" key for it: left out`);
         continue;
       }
       lines.push({
@@ -133,18 +134,21 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     }
   }
 
+  /** the key-type codes of a list, or of the range that holds the key (ParamRange.typeMap) */
+  const typeMapOf = (list: ParamList, range?: ParamRange) =>
+    (range?.typeMap ? maps[range.typeMap] : undefined) ?? (list === 'progkeys' ? maps.progkeyType : list === 'moduleKeys' ? maps.moduleKeyType : undefined) ?? maps.keyType;
   const mapKey = (k: KeyDef, where: string, list: ParamList = 'keys', module = 1): Dict | null => {
-    const typeMap = (list === 'progkeys' ? maps.progkeyType : list === 'moduleKeys' ? maps.moduleKeyType : undefined) ?? maps.keyType;
-    const code = typeMap?.[k.type];
+    const at = rangeAt(list, k.index, module);
+    const code = typeMapOf(list, at?.range)?.[k.type];
     if (code === undefined) {
       out.warnings.push(`${where} ${k.index}: ${vendor.name} has no "${k.type}" key: left out`);
       return null;
     }
-    const p = paramsOf(list, k.index, module);
-    if (p === null) {
-      out.warnings.push(`${where} ${k.index}: ${vendor.name} ${model.id} has no parameters for it: left out`);
+    if (at === null) {
+      out.warnings.push(`${where} ${k.index}: ${vendor.name} ${model.id} has no "${PARAM_KEY[list]}" key for it: left out`);
       return null;
     }
+    const p = at.p;
     return {
       p,
       index: k.index,
@@ -185,11 +189,26 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     }
   }
   const progkeys = (unprovisioned ? [] : template.progkeys).map((k) => mapKey(k, 'programmable key', 'progkeys')).filter((x): x is Dict => x !== null);
+  // ranges with `fill`: the vendor drops every entry after a gap, so the unset ones up to the
+  // last set one are written as key type none
+  const fill = (list: ParamList, got: Dict[], limit: number, module = 1) => {
+    const last = Math.max(0, ...got.map((k) => k.index as number));
+    for (const r of rangesOf(vendor, model, list).filter((x) => x.fill && (x.module ?? 1) === module && typeMapOf(list, x)?.none !== undefined)) {
+      for (let i = r.from; i <= Math.min(r.to, last, limit); i++) {
+        if (got.some((k) => k.index === i)) continue;
+        const v = mapKey({ index: i, type: 'none', value: '', label: '', line: 1 }, 'empty key', list, module);
+        if (v) got.push(module === 1 && list !== 'moduleKeys' ? v : { ...v, module });
+      }
+    }
+    got.sort((a, b) => (a.index as number) - (b.index as number));
+  };
+  fill('keys', keys, model.keys);
+  fill('progkeys', progkeys, Number.MAX_SAFE_INTEGER);
   const pagingGroups: Dict[] = [];
   for (const g of unprovisioned || leave.has('paging') ? [] : template.paging) {
     const p = paramsOf('paging', g.index);
     if (p === null) {
-      out.warnings.push(`paging group ${g.index}: ${vendor.name} ${model.id} has no parameters for it: left out`);
+      out.warnings.push(`paging group ${g.index}: ${vendor.name} ${model.id} has no "${PARAM_KEY.paging}" key for it: left out`);
       continue;
     }
     pagingGroups.push({ ...g, index0: g.index - 1, p });
@@ -361,6 +380,9 @@ export function checkTimeView(window: { from: number; to: number } | null, mac: 
   };
 }
 
+/** How a warning names an entry that no parameter range of the model holds. */
+const PARAM_KEY: Record<ParamList, string> = { lines: 'line', keys: 'dsskey', moduleKeys: 'module_key', progkeys: 'progkey', paging: 'paging' };
+
 /** host[:port]/path of a URL, without the scheme and (unless keepSlash) the trailing slash. */
 function hostPath(u: URL, keepSlash = false): string {
   const p = keepSlash ? u.pathname : u.pathname.replace(/\/+$/, '');
@@ -369,23 +391,30 @@ function hostPath(u: URL, keepSlash = false): string {
 
 /**
  * The parameter names of entry `index` of a list, from the model's parameter table (vendor
- * `params`): {} when the vendor (or this list) is not numbered this way, null when it is but
- * no range holds this index (the entry is left out).
+ * `params`; a list the model's table does not name comes from the "default" table), with the
+ * range that holds it: names {} when the vendor (or this list) is not numbered this way, null
+ * when it is but no range holds this index (the entry is left out).
  */
-function paramTable(vendor: Vendor, model: VendorModel): (list: ParamList, index: number, module?: number) => Record<string, string> | null {
-  const table = vendor.params?.[model.params ?? 'default'];
+function paramTable(vendor: Vendor, model: VendorModel): (list: ParamList, index: number, module?: number) => { p: Record<string, string>; range?: ParamRange } | null {
+  const own = vendor.params?.[model.params ?? 'default'];
+  const fallback = vendor.params?.default;
   return (list, index, module = 1) => {
-    const ranges: ParamRange[] | undefined = table?.[list];
-    if (!ranges) return {};
+    const ranges: ParamRange[] | undefined = own?.[list] ?? fallback?.[list];
+    if (!ranges) return { p: {} };
     const r = ranges.find((x) => (x.module ?? 1) === module && index >= x.from && index <= x.to);
     if (!r) return null;
-    const out: Record<string, string> = {};
+    const p: Record<string, string> = {};
     for (const [f, v] of Object.entries(r.fields)) {
       const [base, step] = Array.isArray(v) ? v : [v, r.step ?? 1];
-      out[f] = `${r.prefix ?? ''}${base + step * (index - r.from)}`;
+      p[f] = `${r.prefix ?? ''}${base + step * (index - r.from)}`;
     }
-    return out;
+    return { p, range: r };
   };
+}
+
+/** Every range of a list of the model's table (or the default table). */
+function rangesOf(vendor: Vendor, model: VendorModel, list: ParamList): ParamRange[] {
+  return vendor.params?.[model.params ?? 'default']?.[list] ?? vendor.params?.default?.[list] ?? [];
 }
 
 /** The template settings this vendor/model cannot take that the template sets. */

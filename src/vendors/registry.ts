@@ -312,6 +312,10 @@ function checkParams(data: VendorData, fail: (key: string, message: string, expe
         const at = `${where}[${i}]`;
         if (!Number.isInteger(r.from) || !Number.isInteger(r.to) || r.from < 1 || r.to < r.from) fail(at, `${r.from}..${r.to} is not a range`, 'whole numbers 1 ≤ from ≤ to');
         if (r.step !== undefined && !Number.isInteger(r.step)) fail(`${at}.step`, `${r.step} is not a whole number`);
+        if (r.typeMap !== undefined && !data.maps?.[r.typeMap]) fail(`${at}.typeMap`, `no map "${r.typeMap}"`, 'the name of a map in maps');
+        for (const k of Object.keys(r.typeMap ? data.maps?.[r.typeMap] ?? {} : {})) {
+          if (!(KEY_TYPES as readonly string[]).includes(k)) fail(`maps.${r.typeMap}.${k}`, `"${k}" is not a key type`, KEY_TYPES.join(', '));
+        }
         if (!r.fields || Object.keys(r.fields).length === 0) fail(`${at}.fields`, 'missing', 'field name → parameter number');
         for (const [f, v] of Object.entries(r.fields)) {
           const ok = Number.isInteger(v) || (Array.isArray(v) && v.length === 2 && v.every(Number.isInteger));

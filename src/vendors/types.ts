@@ -50,6 +50,10 @@ export interface ParamRange {
   prefix?: string;
   /** only for expansion-module keys: the module number this range is for; default 1 */
   module?: number;
+  /** keys only: the value map (maps.<name>) of the key-type codes in this range, where they differ from keyType */
+  typeMap?: string;
+  /** keys only: the vendor drops every key after a gap, so unset keys of this range up to the last set key are written as type none */
+  fill?: boolean;
   fields: Record<string, number | [number, number]>;
 }
 
