@@ -110,6 +110,9 @@ test('a Grandstream GXP2170 boots over HTTP: cfg<mac> not found, cfg<mac>.xml on
   assert.match(r.body, /<P23804>11<\/P23804>/, 'BLF on fixed VPK 8 (second block)');
   assert.match(r.body, /<P23824>-1<\/P23824>[\s\S]*<P23828>1<\/P23828>/, 'dynamic VPK 13 written as none, so that the BLF on VPK 14 is kept');
   assert.match(r.body, /<P26015>1<\/P26015>/, 'Allow SIP Reset, so the phone acts on check-sync');
+  assert.match(r.body, /<P23000>1<\/P23000>\s*<P23001>0<\/P23001>\s*<P23002>Carol<\/P23002>/, 'BLF on extension board key 1');
+  assert.match(r.body, /<P1569>224\.0\.1\.116:10000<\/P1569>/, 'multicast paging group 1');
+  assert.match(r.body, /<P64>CET-1CEST-2,M3\.5\.0\/02:00:00,M10\.5\.0\/03:00:00<\/P64>/, 'Europe/Paris as Grandstream time zone');
   assert.match(r.body, /<P1360>aps000b82a1b2c3<\/P1360>/, 'its own provisioning user');
   // the phone's own credentials work as well as the site's
   assert.is(get(`cfg${GS}.xml`, UA.gs, deviceCreds(GS)).status, 200);
@@ -197,7 +200,7 @@ test('an unknown MAC of each vendor asking for its device file over HTTP is refu
 test('apsctl render shows what the templates ask for and the vendors cannot take, as left-out warnings', () => {
   const r = d.ctl('render', GS);
   assert.is(r.status, 0, r.stderr);
-  assert.match(r.stderr, /Grandstream GXP2170 has no "paging" key: left out/);
+  assert.match(r.stderr, /Grandstream GXP2170 has no "tone_country" key: left out/);
   assert.match(r.stderr, /Grandstream GXP2170 has no "dial_plan" key: left out/);
   assert.match(r.stderr, /DSS key 7: Grandstream has no "url" key: left out/);
   assert.match(r.stderr, /programmable key 1: Grandstream GXP2170 has no "progkey" key for it: left out/);

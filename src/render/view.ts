@@ -222,6 +222,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   const abs = Math.abs(off);
   const hh = String(Math.floor(abs / 60)).padStart(2, '0');
   const mm = String(abs % 60).padStart(2, '0');
+  const offsetKey = `${sign}${abs / 60 | 0}${abs % 60 ? ':' + mm : ''}`;
+  const zone = (template.datetime.dst === 'off' ? undefined : maps.timeZone?.[template.datetime.timeZoneName]) ?? maps.utcOffset?.[offsetKey];
   const net = template.network;
   const stun = net.stunServer ? parseHostPort(net.stunServer) : null;
 
@@ -293,15 +295,18 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       /** minutes west of UTC (UTC+1 = -60), as some vendors count */
       offsetMinutesWest: -off,
       /** +5:30, +1 */
-      offsetHM: `${sign}${abs / 60 | 0}${abs % 60 ? ':' + mm : ''}`,
+      offsetHM: offsetKey,
       offsetSeconds: off * 60,
       offsetHHMM: `${sign}${hh}:${mm}`,
       dst: map('dst', template.datetime.dst),
       dstName: template.datetime.dst,
       timeZoneName: template.datetime.timeZoneName,
-      /** the vendor's zone: maps.timeZone by IANA name, else maps.utcOffset by +H[:MM] ('' when neither has it) */
-      zone: maps.timeZone?.[template.datetime.timeZoneName] ?? maps.utcOffset?.[`${sign}${abs / 60 | 0}${abs % 60 ? ':' + mm : ''}`] ?? '',
-      hasZone: (maps.timeZone?.[template.datetime.timeZoneName] ?? maps.utcOffset?.[`${sign}${abs / 60 | 0}${abs % 60 ? ':' + mm : ''}`]) !== undefined,
+      /**
+       * the vendor's zone: maps.timeZone by IANA name (its daylight-saving rule), else
+       * maps.utcOffset by +H[:MM] (a zone without DST); with dst = off only the latter
+       */
+      zone: zone ?? '',
+      hasZone: zone !== undefined,
       /** the offset as a POSIX TZ string counts it (west positive): UTC+1 = -1, UTC-5 = 5, UTC+5:30 = -5:30 */
       offsetPosix: `${off > 0 ? '-' : ''}${abs / 60 | 0}${abs % 60 ? ':' + mm : ''}`,
       hasTimeZoneName: template.datetime.timeZoneName !== '',
