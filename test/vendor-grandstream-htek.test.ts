@@ -19,6 +19,7 @@ const SITE = 'phones:Prov;Secret#1';
 const GS = '000b82a1b2c3' as Mac; // Grandstream GXP2170, provisioned, template grandstream-full
 const GS_NEW = 'c074ad0b63ee' as Mac; // Grandstream GRP2614, unprovisioned
 const GS_UNKNOWN = 'ec74d7ffffff';
+const ATA = 'c074ad273a10' as Mac; // Grandstream HT801, provisioned, no template (built-in defaults)
 const HT = '001fc1a1b2c3' as Mac; // Htek UC926, provisioned, template htek-full
 const HT_NEW = '001fc11c22a9' as Mac; // Htek UC903, unprovisioned
 const HT_UNKNOWN = '001fc1ffffff';
@@ -26,6 +27,7 @@ const UA = {
   gs: `Grandstream Model HW GXP2170 SW 1.0.11.79 DevId ${GS}`,
   gsNew: `Grandstream Model HW GRP2614 SW 1.0.5.15 DevId ${GS_NEW}`,
   gsUnknown: `Grandstream Model HW GXP2135 SW 1.0.7.97 DevId ${GS_UNKNOWN}`,
+  ata: `Grandstream Model HW HT801 V1.1A SW 1.0.17.5 DevId ${ATA}`,
   ht: 'Htek UC926 2.0.4.2 00:1f:c1:a1:b2:c3',
   htNew: 'Htek UC903 2.0.4.2 00:1f:c1:1c:22:a9',
   htUnknown: 'Htek UC926 2.0.4.2 00:1f:c1:ff:ff:ff',
@@ -74,6 +76,8 @@ test.before(async () => {
       store.addDevice({ mac: GS, tenant: 'acme', vendor: 'grandstream', model: 'GXP2170', template: 'grandstream-full', label: 'Reception' });
       store.setLine({ mac: GS, idx: 1, extension: '101', label: 'Alice', cid_source: 'from', local_port: '5062', srtp: false });
       store.addDevice({ mac: GS_NEW, tenant: 'acme', vendor: 'grandstream', model: 'GRP2614', template: 'grandstream-full', state: 'unprovisioned', source: 'dhcp' });
+      store.addDevice({ mac: ATA, tenant: 'acme', vendor: 'grandstream', model: 'HT801', template: null, label: 'Fax' });
+      store.setLine({ mac: ATA, idx: 1, extension: '102', label: '', cid_source: 'from', local_port: '', srtp: false });
       store.addDevice({ mac: HT, tenant: 'acme', vendor: 'htek', model: 'UC926', template: 'htek-full', label: 'Desk' });
       store.setLine({ mac: HT, idx: 1, extension: '101', label: 'Alice', cid_source: 'from', local_port: '', srtp: false });
       store.addDevice({ mac: HT_NEW, tenant: 'acme', vendor: 'htek', model: 'UC903', template: 'htek-full', state: 'unprovisioned', source: 'dhcp' });
@@ -124,6 +128,17 @@ test('a Grandstream GXP2170 boots over HTTP: cfg<mac> not found, cfg<mac>.xml on
     assert.match(c.body, /<P237>/);
     assert.not.match(c.body, /S3cr3t|Adm1n|Ld4p|Dev1ce|<P34>|<P1361>/);
   }
+});
+
+test('an HT801 ATA gets its port-1 account, and no Allow SIP Reset (on the ATA that P-value is a factory reset)', () => {
+  assert.is(get(`cfg${ATA}`, UA.ata).status, 404);
+  const r = get(`cfg${ATA}.xml`, UA.ata, deviceCreds(ATA));
+  assert.is(r.status, 200, r.body);
+  wellFormed(r.body, `cfg${ATA}.xml`);
+  assert.match(r.body, /<P271>1<\/P271>/);
+  assert.match(r.body, /<P35>102<\/P35>/);
+  assert.not.match(r.body, /<P26015>/);
+  assert.is(get('cfg.xml', UA.ata).status, 200, 'the ATA falls back to the generic file');
 });
 
 test('an Htek UC926 boots over HTTP: cfg0010.xml, cfg<mac> not found, then cfg<mac>.xml only with digest proof', () => {
