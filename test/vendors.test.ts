@@ -8,10 +8,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { fileNameFor, modelKey } from '../src/vendors/registry.js';
+import os from 'node:os';
+import { fileNameFor, modelKey, VendorDataError, VendorRegistry } from '../src/vendors/registry.js';
 import { parseMac } from '../src/mac.js';
 import { makeFixture, fixtureMac } from './support/fixture-device.js';
-import { GOLDEN_DIR } from './support/paths.js';
+import { GOLDEN_DIR, VENDORS_DIR } from './support/paths.js';
 
 const fx = makeFixture();
 const UPDATE = process.env.UPDATE_GOLDEN === '1';
@@ -24,10 +25,50 @@ function readTsv(file: string): Record<string, string>[] {
 }
 
 test('the catalogue holds the four first vendors, each with at least five models', () => {
-  if (process.env.APS_TEST_VENDORS) return; // a helper working on some vendors only
   const ids = fx.registry.list().map((v) => v.id);
   for (const id of ['yealink', 'polycom', 'snom', 'aastra']) assert.ok(ids.includes(id), `vendor ${id} is missing`);
   for (const v of fx.registry.list()) assert.ok(v.models.length >= 5, `${v.id} has only ${v.models.length} models`);
+});
+
+test('every problem of every vendor folder is reported at once, each with its file and field (the DHCP answers too)', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aps-vendors-'));
+  try {
+    for (const id of ['yealink', 'snom']) fs.cpSync(path.join(VENDORS_DIR, id), path.join(dir, id), { recursive: true });
+    const edit = (id: string, f: (d: Record<string, any>) => void) => {
+      const file = path.join(dir, id, 'vendor.json');
+      const d = JSON.parse(fs.readFileSync(file, 'utf8'));
+      f(d);
+      fs.writeFileSync(file, JSON.stringify(d));
+    };
+    edit('yealink', (d) => {
+      d.ouis[1] = 'XYZ';
+      d.dhcp = { answers: [{ code: 66, value: 'sub', suboption: 2 }, { code: 300, value: 'url' }] };
+      d.models[0].lines = 0;
+    });
+    edit('snom', (d) => {
+      delete d.resync;
+      d.userAgents[0].pattern = '(';
+    });
+    let err: unknown;
+    try {
+      VendorRegistry.load(dir);
+    } catch (e) {
+      err = e;
+    }
+    assert.instance(err, VendorDataError);
+    const problems = (err as VendorDataError).problems.map((p) => `${path.relative(dir, String(p.context.file))} ${p.context.key}`);
+    assert.equal(problems.sort(), [
+      'snom/vendor.json resync.event',
+      'snom/vendor.json userAgents[0].pattern',
+      'yealink/vendor.json dhcp.answers[0]',
+      'yealink/vendor.json dhcp.answers[1].code',
+      'yealink/vendor.json models[0].lines',
+      'yealink/vendor.json ouis[1]',
+    ]);
+    assert.match((err as VendorDataError).describe(), /^6 problems in the vendor data:\n  APS_ERR_VENDOR: .*vendor\.json: /);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 for (const v of fx.registry.list()) {

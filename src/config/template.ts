@@ -30,6 +30,8 @@ export interface KeyDef {
 export interface Template {
   name: string;
   file: string;
+  /** where [template] vendor and model stand, for errors found after loading (an unknown vendor or model) */
+  lines?: { vendor: number; model: number };
   vendor: string;
   model: string;
   tenant: string; // '*' = global
@@ -230,7 +232,7 @@ export function readTemplate(ini: IniFile): Template {
   l.done();
 
   return {
-    name, file: ini.file, vendor, model, tenant, firmware, general, server, network, datetime, phone,
+    name, file: ini.file, lines: { vendor: ini.lineOf('template', 'vendor') || ini.lineOf('template'), model: ini.lineOf('template', 'model') || ini.lineOf('template') }, vendor, model, tenant, firmware, general, server, network, datetime, phone,
     dsskeys: { keys, expansionModule, expansionCount, moduleKeys }, progkeys, security, paging, services, ldap,
   };
 }

@@ -11,6 +11,7 @@ import { ApsError } from '../errors.js';
 import { macOui, type Mac } from '../mac.js';
 import { KEY_TYPES, LANGUAGES, TONE_COUNTRIES, TRANSPORTS } from '../config/template.js';
 import { LEAVE_OUT_KEYS, PARAM_LISTS, type ParamRange, type VendorData, type VendorFile, type VendorModel } from './types.js';
+import { optionType } from '../wire/dhcp-options.js';
 
 export type { VendorData, VendorFile, VendorModel } from './types.js';
 
@@ -73,7 +74,18 @@ export class VendorRegistry {
     } catch {
       throw new ApsError('APS_ERR_VENDOR', 'the vendors directory cannot be read', { file: root });
     }
-    for (const id of ids) if (!only || only.includes(id)) reg.add(loadVendor(path.join(root, id)));
+    const problems: ApsError[] = [];
+    for (const id of ids) {
+      if (only && !only.includes(id)) continue;
+      try {
+        reg.add(loadVendor(path.join(root, id)));
+      } catch (e) {
+        if (!(e instanceof VendorDataError) && !(e instanceof ApsError)) throw e;
+        problems.push(...(e instanceof VendorDataError ? e.problems : [e]));
+      }
+    }
+    problems.push(...checkAnswerTypes(reg.list()));
+    if (problems.length) throw new VendorDataError(problems);
     return reg;
   }
 
@@ -199,11 +211,77 @@ function modelFromClass(v: Vendor, vendorClass: string): string | undefined {
   return best?.id;
 }
 
+/**
+ * Every problem of the vendor data, each with its file and field, reported at once (as a linter
+ * would): an administrator who edits a vendor.json sees everything to fix in one go.
+ */
+export class VendorDataError extends ApsError {
+  constructor(readonly problems: ApsError[]) {
+    super('APS_ERR_VENDOR', `${problems.length} problem${problems.length === 1 ? '' : 's'} in the vendor data:\n${problems.map((p) => `  ${p.describe()}`).join('\n')}`);
+  }
+
+  override describe(): string {
+    return this.message;
+  }
+}
+
+/** Runs each check; an ApsError it throws is kept and the next check runs. */
+class Problems {
+  readonly list: ApsError[] = [];
+  check(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      if (!(e instanceof ApsError)) throw e;
+      this.list.push(e);
+    }
+  }
+}
+
+/** DHCP answers: a code, a value kind, sub-options only in 43 (written into the vendor's class blocks and the built-in server's replies). */
+function checkDhcpAnswers(data: VendorData, fail: (key: string, message: string, expected?: string) => never, p: Problems): void {
+  const answers = data.dhcp?.answers;
+  if (data.dhcp !== undefined && !Array.isArray(answers)) p.check(() => fail('dhcp.answers', 'not a list', 'a list of {code, value[, suboption]}'));
+  (answers ?? []).forEach((a, i) => p.check(() => {
+    const key = `dhcp.answers[${i}]`;
+    if (!Number.isInteger(a.code) || a.code < 1 || a.code > 254) fail(`${key}.code`, `option ${a.code} is not a DHCPv4 option code`, '1 to 254');
+    if (a.value === 'sub') {
+      if (a.code !== 43) fail(key, `sub-options are only written into option 43, not ${a.code}`, 'code 43 with value sub');
+      if (!Number.isInteger(a.suboption) || a.suboption! < 1 || a.suboption! > 254) fail(`${key}.suboption`, `sub-option ${a.suboption} is not a sub-option code`, '1 to 254');
+      return;
+    }
+    if (!['url', 'host', 'ip'].includes(a.value)) fail(`${key}.value`, `"${a.value}" is not an answer value`, 'url, host, ip or sub');
+    if (a.code === 43) fail(key, 'option 43 is written as sub-options only', 'value sub with a suboption');
+  }));
+}
+
+/** One type per option code across every vendor (a DHCP server holds one definition per code). */
+function checkAnswerTypes(vendors: Vendor[]): ApsError[] {
+  const kinds = new Map<number, { values: Set<string>; by: string[] }>();
+  for (const v of vendors) {
+    for (const a of v.dhcp?.answers ?? []) {
+      if (a.value === 'sub') continue;
+      const k = kinds.get(a.code) ?? { values: new Set(), by: [] };
+      k.values.add(a.value);
+      k.by.push(v.id);
+      kinds.set(a.code, k);
+    }
+  }
+  const out: ApsError[] = [];
+  for (const [code, k] of kinds) {
+    if (optionType(code, k.values) === 'ip' && [...k.values].some((x) => x !== 'ip')) {
+      out.push(new ApsError('APS_ERR_VENDOR', `option ${code} carries IPv4 addresses, but ${[...new Set(k.by)].join(', ')} ask for the ${[...k.values].filter((x) => x !== 'ip').join(' and ')} in it`, { key: 'dhcp.answers', expected: 'value ip' }));
+    }
+  }
+  return out;
+}
+
 export function loadVendor(dir: string): Vendor {
   const file = path.join(dir, 'vendor.json');
   const fail = (key: string, message: string, expected?: string): never => {
     throw new ApsError('APS_ERR_VENDOR', message, { file, key, expected });
   };
+  const p = new Problems();
   let data: VendorData;
   try {
     data = JSON.parse(fs.readFileSync(file, 'utf8')) as VendorData;
@@ -212,27 +290,32 @@ export function loadVendor(dir: string): Vendor {
   }
   const id = path.basename(dir);
   if (data.id !== id) fail('id', `id "${data.id}" differs from the folder name "${id}"`, id);
-  if (!data.name) fail('name', 'missing', 'the vendor name as people write it');
-  if (!Array.isArray(data.ouis) || data.ouis.length === 0) fail('ouis', 'missing', 'a list of 6-digit lower-case OUIs');
+  p.check(() => {
+    if (!data.name) fail('name', 'missing', 'the vendor name as people write it');
+  });
+  if (!Array.isArray(data.ouis) || data.ouis.length === 0) p.check(() => fail('ouis', 'missing', 'a list of 6-digit lower-case OUIs'));
+  if (!Array.isArray(data.ouis)) data.ouis = [];
   const seenOui = new Set<string>();
-  data.ouis.forEach((o, i) => {
+  data.ouis.forEach((o, i) => p.check(() => {
     if (!/^[0-9a-f]{6}$/.test(o)) fail(`ouis[${i}]`, `"${o}" is not an OUI`, '6 lower-case hex digits, e.g. 805ec0');
     if (seenOui.has(o)) fail(`ouis[${i}]`, `OUI ${o} is listed twice`);
     seenOui.add(o);
-  });
-  (data.vendorClasses ?? []).forEach((vc, i) => {
+  }));
+  (data.vendorClasses ?? []).forEach((vc, i) => p.check(() => {
     if (!['exact', 'prefix', 'suffix', 'regex'].includes(vc.match)) fail(`vendorClasses[${i}].match`, `"${vc.match}" is not a match kind`, 'exact, prefix, suffix or regex');
     if (!vc.value) fail(`vendorClasses[${i}].value`, 'missing');
     if (!vc.source) fail(`vendorClasses[${i}].source`, 'every matcher needs a source', 'where the value was seen');
     if (vc.match === 'regex') compileRe(vc.value, (m) => fail(`vendorClasses[${i}].value`, m));
-  });
-  const uaRes = (data.userAgents ?? []).map((ua, i) => {
+  }));
+  const uaRes: RegExp[] = [];
+  (data.userAgents ?? []).forEach((ua, i) => p.check(() => {
     if (!ua.source) fail(`userAgents[${i}].source`, 'every matcher needs a source', 'where the value was seen');
-    return compileRe(ua.pattern, (m) => fail(`userAgents[${i}].pattern`, m));
-  });
-  if (!Array.isArray(data.models) || data.models.length === 0) fail('models', 'missing', 'a list of models');
+    uaRes.push(compileRe(ua.pattern, (m) => fail(`userAgents[${i}].pattern`, m)));
+  }));
+  if (!Array.isArray(data.models) || data.models.length === 0) p.check(() => fail('models', 'missing', 'a list of models'));
+  if (!Array.isArray(data.models)) data.models = [];
   const modelByKey = new Map<string, VendorModel>();
-  data.models.forEach((m, i) => {
+  data.models.forEach((m, i) => p.check(() => {
     if (!m.id) fail(`models[${i}].id`, 'missing');
     if (!Number.isInteger(m.lines) || m.lines < 1) fail(`models[${i}].lines`, `${m.lines} is not a line count`, 'a whole number ≥ 1');
     if (!Number.isInteger(m.keys) || m.keys < 0) fail(`models[${i}].keys`, `${m.keys} is not a key count`, 'a whole number ≥ 0');
@@ -242,31 +325,35 @@ export function loadVendor(dir: string): Vendor {
       if (prev) fail(`models[${i}]`, `model name "${name}" collides with model ${prev.id}`);
       modelByKey.set(k, m);
     }
-  });
+  }));
+  checkDhcpAnswers(data, fail, p);
   const templates = new Map<string, string>();
   const tdir = path.join(dir, 'templates');
   try {
     for (const n of fs.readdirSync(tdir)) {
       if (!n.endsWith('.mustache')) continue;
       const text = fs.readFileSync(path.join(tdir, n), 'utf8');
-      if (/\{\{\{|\{\{&/.test(text)) {
-        fail(`templates/${n}`, 'a template may not print unescaped values ({{{x}}} or {{&x}})', 'plain {{x}}: escaping follows the file format');
-      }
-      try {
-        Mustache.parse(text);
-      } catch (e) {
-        fail(`templates/${n}`, `template does not parse: ${(e as Error).message}`);
-      }
       templates.set(n.replace(/\.mustache$/, ''), text);
+      p.check(() => {
+        if (/\{\{\{|\{\{&/.test(text)) {
+          fail(`templates/${n}`, 'a template may not print unescaped values ({{{x}}} or {{&x}})', 'plain {{x}}: escaping follows the file format');
+        }
+        try {
+          Mustache.parse(text);
+        } catch (e) {
+          fail(`templates/${n}`, `template does not parse: ${(e as Error).message}`);
+        }
+      });
     }
   } catch (e) {
     if (e instanceof ApsError) throw e;
     fail('templates', 'the templates folder cannot be read');
   }
-  if (!Array.isArray(data.files) || data.files.length === 0) fail('files', 'missing', 'the files the phones ask for');
+  if (!Array.isArray(data.files) || data.files.length === 0) p.check(() => fail('files', 'missing', 'the files the phones ask for'));
+  if (!Array.isArray(data.files)) data.files = [];
   const vendor: Vendor = { ...data, dir, templates, compiledFiles: [], uaRes, modelByKey };
   const seenNames = new Set<string>();
-  data.files.forEach((f, i) => {
+  data.files.forEach((f, i) => p.check(() => {
     if (f.absent !== undefined && f.absent !== true) fail(`files[${i}].absent`, 'absent is true or left out');
     if (f.absent) {
       if (f.secrets) fail(`files[${i}].secrets`, 'a file aps does not make holds no secrets');
@@ -284,31 +371,35 @@ export function loadVendor(dir: string): Vendor {
     if (scope === 'model' && !data.models.some((m) => m.code)) fail(`files[${i}].name`, '{code} is used but no model has a code');
     if (f.secrets && scope !== 'device') fail(`files[${i}].secrets`, 'a file without a MAC in its name is served to anyone and cannot hold secrets');
     vendor.compiledFiles.push({ spec: f, vendor, re, scope });
-  });
+  }));
   for (const [mapName, keys] of Object.entries(REQUIRED_MAPS)) {
     const map = data.maps?.[mapName];
-    if (!map) fail(`maps.${mapName}`, 'missing', `a map for ${keys.join(', ')}`);
-    for (const k of keys) if (map![k] === undefined) fail(`maps.${mapName}.${k}`, 'missing', 'the vendor value for it');
+    if (!map) {
+      p.check(() => fail(`maps.${mapName}`, 'missing', `a map for ${keys.join(', ')}`));
+      continue;
+    }
+    for (const k of keys) if (map[k] === undefined) p.check(() => fail(`maps.${mapName}.${k}`, 'missing', 'the vendor value for it'));
   }
   for (const mapName of ['keyType', 'progkeyType', 'moduleKeyType']) {
     for (const k of Object.keys(data.maps?.[mapName] ?? {})) {
-      if (!(KEY_TYPES as readonly string[]).includes(k)) fail(`maps.${mapName}.${k}`, `"${k}" is not a key type`, KEY_TYPES.join(', '));
+      if (!(KEY_TYPES as readonly string[]).includes(k)) p.check(() => fail(`maps.${mapName}.${k}`, `"${k}" is not a key type`, KEY_TYPES.join(', ')));
     }
   }
-  checkParams(data, fail);
-  if (!data.resync?.event) fail('resync.event', 'missing', 'the SIP NOTIFY event, e.g. check-sync');
+  checkParams(data, fail, (f) => p.check(f));
+  if (!data.resync?.event) p.check(() => fail('resync.event', 'missing', 'the SIP NOTIFY event, e.g. check-sync'));
+  if (p.list.length) throw new VendorDataError(p.list);
   return vendor;
 }
 
 /** params: named tables of numbered parameter ranges; leaveOut: known keys; models name existing tables. */
-function checkParams(data: VendorData, fail: (key: string, message: string, expected?: string) => never): void {
+function checkParams(data: VendorData, fail: (key: string, message: string, expected?: string) => never, check: (f: () => void) => void): void {
   const tables = data.params ?? {};
   for (const [name, table] of Object.entries(tables)) {
-    for (const [list, ranges] of Object.entries(table)) {
+    for (const [list, ranges] of Object.entries(table)) check(() => {
       const where = `params.${name}.${list}`;
       if (!(PARAM_LISTS as readonly string[]).includes(list)) fail(where, `"${list}" is not a list`, PARAM_LISTS.join(', '));
       if (!Array.isArray(ranges)) fail(where, 'not a list of ranges');
-      (ranges as ParamRange[]).forEach((r, i) => {
+      (ranges as ParamRange[]).forEach((r, i) => check(() => {
         const at = `${where}[${i}]`;
         if (!Number.isInteger(r.from) || !Number.isInteger(r.to) || r.from < 1 || r.to < r.from) fail(at, `${r.from}..${r.to} is not a range`, 'whole numbers 1 ≤ from ≤ to');
         if (r.step !== undefined && !Number.isInteger(r.step)) fail(`${at}.step`, `${r.step} is not a whole number`);
@@ -324,17 +415,19 @@ function checkParams(data: VendorData, fail: (key: string, message: string, expe
         (ranges as ParamRange[]).slice(0, i).forEach((o, j) => {
           if ((o.module ?? 1) === (r.module ?? 1) && r.from <= o.to && o.from <= r.to) fail(at, `overlaps ${where}[${j}]`);
         });
-      });
-    }
-  }
-  data.models.forEach((m, i) => {
-    if (m.params !== undefined && !tables[m.params]) fail(`models[${i}].params`, `no parameter table "${m.params}"`, Object.keys(tables).join(', ') || 'a params entry');
-  });
-  for (const [name, keys] of Object.entries(data.leaveOut ?? {})) {
-    if (name !== '*' && !tables[name] && !data.models.some((m) => m.id === name)) fail(`leaveOut.${name}`, `"${name}" is neither "*", a parameter table nor a model`);
-    keys.forEach((k, i) => {
-      if (!(LEAVE_OUT_KEYS as readonly string[]).includes(k)) fail(`leaveOut.${name}[${i}]`, `"${k}" is not a template key that can be left out`, LEAVE_OUT_KEYS.join(', '));
+      }));
     });
+  }
+  (data.models ?? []).forEach((m, i) => check(() => {
+    if (m.params !== undefined && !tables[m.params]) fail(`models[${i}].params`, `no parameter table "${m.params}"`, Object.keys(tables).join(', ') || 'a params entry');
+  }));
+  for (const [name, keys] of Object.entries(data.leaveOut ?? {})) {
+    check(() => {
+      if (name !== '*' && !tables[name] && !(data.models ?? []).some((m) => m.id === name)) fail(`leaveOut.${name}`, `"${name}" is neither "*", a parameter table nor a model`);
+    });
+    keys.forEach((k, i) => check(() => {
+      if (!(LEAVE_OUT_KEYS as readonly string[]).includes(k)) fail(`leaveOut.${name}[${i}]`, `"${k}" is not a template key that can be left out`, LEAVE_OUT_KEYS.join(', '));
+    }));
   }
 }
 

@@ -14,6 +14,7 @@
  *   a quoted field may not span lines.
  * Every problem is reported with its line number; nothing is dropped silently.
  */
+import { templateFits } from './rules.js';
 import type { Config, Template } from '../config/index.js';
 import { macColon, parseMac, type Mac } from '../mac.js';
 import type { Vendor, VendorRegistry } from '../vendors/registry.js';
@@ -286,9 +287,6 @@ export function modelChoices(v: Vendor): string {
   return listOf(v.models.map((m) => m.id));
 }
 
-function templateFits(t: Template, tenant: string): boolean {
-  return t.tenant === '*' || t.tenant === tenant;
-}
 
 /**
  * Checks every row against the configuration, the vendors and the database. A row of an

@@ -14,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ApsError } from '../errors.js';
 import { parseMac, type Mac } from '../mac.js';
+import { interfaceAddresses, intToIp, parseIpv4 } from '../net/address.js';
 
 /** A /16: more than that is not one voice subnet, and an ARP sweep of it takes minutes. */
 export const MAX_SCAN_ADDRESSES = 65_536;
@@ -26,14 +27,6 @@ export interface ScanRange {
   targets: string[];
 }
 
-export function ipToInt(ip: string): number | null {
-  if (!net.isIPv4(ip)) return null;
-  return ip.split('.').reduce((n, o) => n * 256 + Number(o), 0);
-}
-
-export function intToIp(n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
-}
 
 /**
  * `10.0.0.10-10.0.0.50`, `10.0.0.10-50` (last octet) or one address. Throws ApsError
@@ -46,8 +39,8 @@ export function parseScanRange(spec: string): ScanRange {
   if (!m) throw new ApsError('APS_ERR_USAGE', `"${spec}" is not an address range`, { expected });
   const first = m[1];
   const lastText = m[2] === undefined ? first : m[2].includes('.') ? m[2] : first.replace(/\d+$/, m[2]);
-  const a = ipToInt(first);
-  const b = ipToInt(lastText);
+  const a = parseIpv4(first);
+  const b = parseIpv4(lastText);
   if (a === null) throw new ApsError('APS_ERR_USAGE', `"${first}" is not an IPv4 address`, { expected });
   if (b === null) throw new ApsError('APS_ERR_USAGE', `"${m[2]}" is not an IPv4 address or a last octet`, { expected });
   if (b < a) throw new ApsError('APS_ERR_USAGE', `the range ${first}-${lastText} ends before it starts`, { expected: 'the first address, then the last' });
@@ -68,8 +61,7 @@ export function parseScanRange(spec: string): ScanRange {
 
 /** The IPv4 subnets of an interface (from the kernel's view in this network namespace). */
 export function interfaceSubnets(ifname: string): { address: string; prefix: number }[] {
-  const list = os.networkInterfaces()[ifname] ?? [];
-  return list.filter((a) => a.family === 'IPv4').map((a) => ({ address: a.address, prefix: Number(a.cidr?.split('/')[1] ?? 32) }));
+  return interfaceAddresses(ifname).map((a) => ({ address: a.address, prefix: a.prefix }));
 }
 
 /**
@@ -88,11 +80,11 @@ export function checkInterface(ifname: string, range: ScanRange): void {
   if (!subnets.length) {
     throw new ApsError('APS_ERR_USAGE', `${ifname} has no IPv4 address: an ARP scan sends from the interface's own address`, { key: '--interface', expected: 'the interface that serves the voice subnet' });
   }
-  const a = ipToInt(range.first)!;
-  const b = ipToInt(range.last)!;
+  const a = parseIpv4(range.first)!;
+  const b = parseIpv4(range.last)!;
   const touches = subnets.some((s) => {
     const mask = s.prefix === 0 ? 0 : (~0 << (32 - s.prefix)) >>> 0;
-    const lo = (ipToInt(s.address)! & mask) >>> 0;
+    const lo = (parseIpv4(s.address)! & mask) >>> 0;
     const hi = (lo | (~mask >>> 0)) >>> 0;
     return a <= hi && b >= lo;
   });

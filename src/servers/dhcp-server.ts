@@ -54,15 +54,20 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import type { App, Service } from '../app.js';
-import { inventoryOf } from '../discovery/capture.js';
-import { sightingFromDhcp } from '../discovery/dhcp-sighting.js';
-import { ApsError } from '../errors.js';
+import type { Service } from './service.js';
+import type { Config, Tenant } from '../config/index.js';
+import type { Inventory } from '../inventory/inventory.js';
+import type { Store } from '../store/index.js';
+import type { VendorRegistry } from '../vendors/registry.js';
+import { LeasePool } from '../dhcp/pool.js';
+import { encodeAnswers } from '../dhcp/answers.js';
+import { interfaceAddresses, interfaceExists, intToIp, ipToInt } from '../net/address.js';
+import { sightingFromDhcp } from '../inventory/dhcp-sighting.js';
+import { ApsError, describeError } from '../errors.js';
 import type { Fields, Logger } from '../log.js';
 import type { Mac } from '../mac.js';
 import { macColon } from '../mac.js';
 import { openCapture, type Capture } from '../net/pcap.js';
-import { applyIpMap, compileIpMap, type CompiledMap } from '../render/ipmap.js';
 import type { Settings } from '../config/settings.js';
 import { DhcpLeases, type DhcpLeaseChanges, type DhcpLeaseRow, type DhcpLeaseState } from '../store/dhcp-leases.js';
 import type { DhcpAnswer } from '../vendors/types.js';
@@ -78,8 +83,8 @@ import {
   Opt,
   type DhcpMessage,
   type DhcpMessageType,
-} from './codec.js';
-import { dhcpFromFrame, frameForDhcp, LINKTYPE_ETHERNET, DHCP_CLIENT_PORT, DHCP_SERVER_PORT } from './frame.js';
+} from '../wire/dhcp.js';
+import { dhcpFromFrame, frameForDhcp, LINKTYPE_ETHERNET, DHCP_CLIENT_PORT, DHCP_SERVER_PORT } from '../wire/frame.js';
 
 /** How long an offered address is held for the client it was offered to. */
 const OFFER_HOLD_MS = 60_000;
@@ -93,168 +98,6 @@ const ZERO = '0.0.0.0';
 /** Options every reply may carry whether or not the client asked (RFC 2131 §4.3.1 table 3). */
 const BASICS = new Set<number>([Opt.SUBNET_MASK, Opt.ROUTER, Opt.DNS, Opt.DOMAIN_NAME, Opt.LEASE_TIME, Opt.SERVER_ID, Opt.RENEWAL_TIME, Opt.REBINDING_TIME]);
 const OPT_NTP = 42;
-/** Codes whose value is text even when the answer is an address (the same rule as src/dhcp/classes.ts). */
-const TEXT_CODES = new Set([66, 67, 114, 160]);
-
-// ------------------------------------------------------------------------------ addresses
-
-/** A dotted quad (already known to be one) as an unsigned 32-bit number. */
-export function ipToInt(ip: string): number {
-  let n = 0;
-  let part = 0;
-  for (let i = 0; i < ip.length; i++) {
-    const c = ip.charCodeAt(i);
-    if (c === 46) {
-      n = n * 256 + part;
-      part = 0;
-    } else part = part * 10 + (c - 48);
-  }
-  return n * 256 + part;
-}
-
-export function intToIp(n: number): string {
-  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
-}
-
-export interface InterfaceInfo {
-  ifname: string;
-  ip: string;
-  mac: string;
-  netmask: string;
-}
-
-/** The interface's first IPv4 address and its MAC; throws when it has none. */
-export function interfaceInfo(ifname: string, file = ''): InterfaceInfo {
-  const list = os.networkInterfaces()[ifname];
-  const v4 = list?.find((a) => a.family === 'IPv4' && !a.internal) ?? list?.find((a) => a.family === 'IPv4');
-  if (!v4) {
-    throw new ApsError('APS_ERR_CONFIG', list ? `interface ${ifname} has no IPv4 address` : `no interface "${ifname}" with an address`, {
-      file, key: '[dhcp_server] interface',
-      expected: 'an interface that is up with an IPv4 address on the voice subnet (it is the server identifier)',
-    });
-  }
-  return { ifname, ip: v4.address, mac: v4.mac, netmask: v4.netmask };
-}
-
-// ------------------------------------------------------------------------------ the address pool
-
-export interface PoolConfig {
-  start: string;
-  end: string;
-  netmask: string;
-  /** never handed out */
-  reserved: string[];
-}
-
-/**
- * The addresses of the range and what each one is doing, plus each MAC's latest address.
- * Pure bookkeeping: no I/O; the service persists the rows it changes.
- */
-export class LeasePool {
-  private start = 0;
-  private end = -1;
-  private mask = 0;
-  private reserved = new Set<number>();
-  private readonly byIp = new Map<number, DhcpLeaseRow>();
-  private readonly byMac = new Map<string, number>();
-  private cursor = 0;
-
-  configure(c: PoolConfig): void {
-    this.start = ipToInt(c.start);
-    this.end = ipToInt(c.end);
-    this.mask = ipToInt(c.netmask);
-    const net0 = (this.start & this.mask) >>> 0;
-    const bcast = (net0 | ~this.mask) >>> 0;
-    this.reserved = new Set([net0, bcast, ...c.reserved.filter((x) => net.isIPv4(x)).map(ipToInt)]);
-    if (this.cursor < this.start || this.cursor > this.end) this.cursor = this.start;
-  }
-
-  get size(): number {
-    return Math.max(0, this.end - this.start + 1);
-  }
-
-  /** On the range's subnet (a client there may be answered). */
-  onSubnet(ip: string): boolean {
-    return net.isIPv4(ip) && ((ipToInt(ip) & this.mask) >>> 0) === ((this.start & this.mask) >>> 0);
-  }
-
-  inPool(n: number): boolean {
-    return n >= this.start && n <= this.end && !this.reserved.has(n);
-  }
-
-  /** Loads rows oldest first: each MAC ends at its latest address. */
-  load(rows: DhcpLeaseRow[]): void {
-    this.byIp.clear();
-    this.byMac.clear();
-    for (const r of rows) this.put(r);
-  }
-
-  get(ip: string): DhcpLeaseRow | undefined {
-    return this.byIp.get(ipToInt(ip));
-  }
-
-  /** The MAC's latest address (bound, offered or released), if any. */
-  addressOf(mac: string): string | undefined {
-    const n = this.byMac.get(mac);
-    return n === undefined ? undefined : intToIp(n);
-  }
-
-  put(r: DhcpLeaseRow): void {
-    const n = ipToInt(r.ip);
-    this.byIp.set(n, r);
-    if (r.state === 'declined') {
-      if (this.byMac.get(r.mac) === n) this.byMac.delete(r.mac);
-    } else {
-      this.byMac.set(r.mac, n);
-    }
-  }
-
-  /** May `mac` have address `n` now? */
-  freeFor(n: number, mac: string, now: number): boolean {
-    if (!this.inPool(n)) return false;
-    const e = this.byIp.get(n);
-    if (!e) return true;
-    if (e.state === 'declined') return e.expires_at <= now;
-    if (e.mac === mac) return true;
-    return e.state === 'released' || e.expires_at <= now;
-  }
-
-  /** RFC 2131 §4.3.1: current address, previous address, requested address, a new one. */
-  choose(mac: string, requested: string | undefined, now: number): string | null {
-    const prev = this.byMac.get(mac);
-    if (prev !== undefined && this.freeFor(prev, mac, now)) return intToIp(prev);
-    if (requested && net.isIPv4(requested)) {
-      const r = ipToInt(requested);
-      if (this.freeFor(r, mac, now)) return requested;
-    }
-    // an address nobody has had: keeps every returning MAC's previous address free for it
-    const size = this.size;
-    if (size > 0) {
-      let n = this.cursor < this.start || this.cursor > this.end ? this.start : this.cursor;
-      for (let i = 0; i < size; i++) {
-        if (!this.byIp.has(n) && !this.reserved.has(n)) {
-          this.cursor = n === this.end ? this.start : n + 1;
-          return intToIp(n);
-        }
-        n = n === this.end ? this.start : n + 1;
-      }
-    }
-    // the address free the longest
-    let best: DhcpLeaseRow | undefined;
-    for (const [n, e] of this.byIp) {
-      if (!this.freeFor(n, mac, now)) continue;
-      if (!best || e.expires_at < best.expires_at) best = e;
-    }
-    return best ? best.ip : null;
-  }
-
-  /** Rows in this pool's range, for `describe` and tests. */
-  count(state: DhcpLeaseState, now: number): number {
-    let c = 0;
-    for (const e of this.byIp.values()) if (e.state === state && e.expires_at > now) c++;
-    return c;
-  }
-}
 
 // ------------------------------------------------------------------------------ the service
 
@@ -295,10 +138,42 @@ function emptyPending(): Pending {
   return { changes: { rows: [], leases: [], seen: [] }, frames: [] };
 }
 
+export interface DhcpServerDeps {
+  config: () => Config;
+  /** changes at every configuration reload */
+  generation: () => number;
+  store: Store;
+  registry: VendorRegistry;
+  /** the one inventory: the server's clients are sightings like the captured ones */
+  inventory: Inventory;
+  log: Logger;
+  /** the provisioning URL for the phones of a tenant that reach this host at `localIp` (src/provisioning/url.ts) */
+  provisioningUrl: (tenant: Tenant | undefined, localIp: string) => string;
+}
+
+export interface InterfaceInfo {
+  ifname: string;
+  ip: string;
+  mac: string;
+  netmask: string;
+}
+
+/** The interface's first IPv4 address and its MAC; throws when it has none. */
+export function interfaceInfo(ifname: string, file = ''): InterfaceInfo {
+  const a = interfaceAddresses(ifname)[0];
+  if (!a) {
+    throw new ApsError('APS_ERR_CONFIG', interfaceExists(ifname) ? `interface ${ifname} has no IPv4 address` : `no interface "${ifname}" with an address`, {
+      file, key: '[dhcp_server] interface',
+      expected: 'an interface that is up with an IPv4 address on the voice subnet (it is the server identifier)',
+    });
+  }
+  return { ifname, ip: a.address, mac: a.mac, netmask: a.netmask };
+}
+
 /** null when [dhcp_server] is not enabled. */
-export function createDhcpServerService(app: App): Service | null {
-  if (!app.config.settings.dhcpServer.enabled) return null;
-  return new DhcpServer(app);
+export function createDhcpServerService(deps: DhcpServerDeps): Service | null {
+  if (!deps.config().settings.dhcpServer.enabled) return null;
+  return new DhcpServer(deps);
 }
 
 export class DhcpServer implements Service {
@@ -326,17 +201,18 @@ export class DhcpServer implements Service {
   private urlCache = new Map<string, { url: string; host: string; ip: string }>();
   private urlGeneration = -1;
 
-  constructor(private readonly app: App) {
-    this.ifname = app.config.settings.dhcpServer.interface;
-    this.log = app.log.child({ iface: this.ifname });
+  constructor(private readonly deps: DhcpServerDeps) {
+    this.ifname = deps.config().settings.dhcpServer.interface;
+    this.log = deps.log.child({ iface: this.ifname });
   }
 
   private get settings(): Settings {
-    return this.app.config.settings;
+    return this.deps.config().settings;
   }
 
   private get iniFile(): string {
-    return this.app.config.dir ? path.join(this.app.config.dir, 'aps.ini') : '';
+    const dir = this.deps.config().dir;
+    return dir ? path.join(dir, 'aps.ini') : '';
   }
 
   async start(): Promise<void> {
@@ -345,7 +221,7 @@ export class DhcpServer implements Service {
     const mask = ipToInt(this.iface.netmask);
     this.subnetBroadcast = intToIp(((ipToInt(this.iface.ip) & mask) | ~mask) >>> 0);
     this.configurePool();
-    this.leases = new DhcpLeases(this.app.store);
+    this.leases = new DhcpLeases(this.deps.store);
     const now = Date.now();
     this.leases.purgeExpiredOffers(now);
     this.pool.load(this.leases.all());
@@ -388,7 +264,7 @@ export class DhcpServer implements Service {
     try {
       this.configurePool();
     } catch (e) {
-      this.log.error('DHCP server keeps its previous range', { err: (e as ApsError).describe?.() ?? (e as Error).message });
+      this.log.error('DHCP server keeps its previous range', { err: describeError(e) });
     }
     this.urlGeneration = -1;
   }
@@ -488,7 +364,7 @@ export class DhcpServer implements Service {
       this.discover_(m);
     } catch (e) {
       this.counters.errors++;
-      this.log.error('DHCP request not handled', { err: (e as ApsError).describe?.() ?? (e as Error).message });
+      this.log.error('DHCP request not handled', { err: describeError(e) });
     }
   }
 
@@ -500,9 +376,9 @@ export class DhcpServer implements Service {
     if (this.settings.dhcp.capture.includes(this.ifname)) return;
     try {
       const s = sightingFromDhcp(m, { interface: this.ifname, at: Date.now() });
-      if (s) inventoryOf(this.app).observe(s);
+      if (s) this.deps.inventory.observe(s);
     } catch (e) {
-      this.log.error('DHCP sighting not recorded', { err: (e as Error).message });
+      this.log.error('DHCP sighting not recorded', { err: describeError(e) });
     }
   }
 
@@ -701,7 +577,7 @@ export class DhcpServer implements Service {
   /** The `leases` row (the guard's proof) ends now, if it is this address (written, or about to be). */
   private endLease(mac: Mac, ip: string, now: number): void {
     const queued = this.pending.changes.leases.filter((l) => l.mac === mac).pop();
-    const l = queued ?? this.app.store.lease(mac);
+    const l = queued ?? this.deps.store.lease(mac);
     if (l && l.ip === ip && l.expires_at > now) this.pending.changes.leases.push({ ...l, expires_at: now, seen_at: now });
     this.schedule();
   }
@@ -716,15 +592,13 @@ export class DhcpServer implements Service {
 
   /** The provisioning URL, its host and the server address for this tenant (IP/DNS map applied). */
   private provisioning(tenant: string): { url: string; host: string; ip: string } {
-    if (this.urlGeneration !== this.app.generation) {
+    if (this.urlGeneration !== this.deps.generation()) {
       this.urlCache.clear();
-      this.urlGeneration = this.app.generation;
+      this.urlGeneration = this.deps.generation();
     }
     const hit = this.urlCache.get(tenant);
     if (hit) return hit;
-    const cfg = this.app.config;
-    const map: CompiledMap = compileIpMap(cfg.tenants.get(tenant)?.ipDnsMap ?? [], cfg.settings.ipDnsMap);
-    const url = applyIpMap(provisioningBaseUrl(this.app, this.iface.ip), map);
+    const url = this.deps.provisioningUrl(this.deps.config().tenants.get(tenant), this.iface.ip);
     let host = '';
     try {
       host = new URL(url).hostname.replace(/^\[|\]$/g, '');
@@ -738,28 +612,14 @@ export class DhcpServer implements Service {
 
   /** The options the client's vendor data asks for; empty for a client that is no known phone. */
   private vendorOptions(m: DhcpMessage): Map<number, Buffer> {
-    const out = new Map<number, Buffer>();
     const mac = m.mac!;
-    const reg = this.app.registry;
-    const device = this.app.store.device(mac);
+    const reg = this.deps.registry;
+    const device = this.deps.store.device(mac);
     const id = reg.identify({ mac, vendorClass: m.vendorClass })[0];
     const vendor = id ? reg.get(id.vendor) : device ? reg.get(device.vendor) : undefined;
     const answers: DhcpAnswer[] = vendor?.dhcp?.answers ?? [];
-    if (!answers.length) return out;
-    const p = this.provisioning(device?.tenant ?? this.settings.discovery.tenant);
-    const subs: { code: number; data: string }[] = [];
-    for (const a of answers) {
-      if (a.value === 'sub') {
-        if (a.suboption !== undefined && !subs.some((s) => s.code === a.suboption)) subs.push({ code: a.suboption, data: p.url });
-        continue;
-      }
-      if (out.has(a.code)) continue;
-      if (a.value === 'url') out.set(a.code, optString(p.url));
-      else if (a.value === 'host') out.set(a.code, optString(p.host));
-      else out.set(a.code, TEXT_CODES.has(a.code) ? optString(p.ip) : optIp(p.ip));
-    }
-    if (subs.length) out.set(Opt.VENDOR_SPECIFIC, optSub(subs.sort((a, b) => a.code - b.code)));
-    return new Map([...out].sort((a, b) => a[0] - b[0]));
+    if (!answers.length) return new Map();
+    return encodeAnswers(answers, this.provisioning(device?.tenant ?? this.settings.discovery.tenant));
   }
 
   private options(m: DhcpMessage, type: DhcpMessageType, withLease: boolean): Map<number, Buffer> {
@@ -854,7 +714,7 @@ export class DhcpServer implements Service {
     } catch (e) {
       committed = false;
       this.counters.errors++;
-      this.log.error('cannot write DHCP leases: ACKs and NAKs of this moment withheld (the clients will retry)', { err: (e as Error).message, changes: p.changes.rows.length });
+      this.log.error('cannot write DHCP leases: ACKs and NAKs of this moment withheld (the clients will retry)', { err: describeError(e), changes: p.changes.rows.length });
     }
     const cap = this.capture;
     if (!cap) return;
@@ -863,44 +723,4 @@ export class DhcpServer implements Service {
       if (!cap.send(f.frame)) this.log.debug('a DHCP reply could not be sent', { bytes: f.frame.length });
     }
   }
-}
-
-// ------------------------------------------------------------------------------ the URL
-
-function isWildcard(host: string): boolean {
-  return host === '0.0.0.0' || host === '::' || host === '';
-}
-
-/**
- * The provisioning URL the phones are given. `[provisioning] url` when the ini sets it;
- * otherwise (the settings' default) http://<host>:<port>/<alias>/ where host is the first
- * non-wildcard HTTP listen address, or — when apsd listens on a wildcard — this server's
- * address on the DHCP interface, and port is the HTTP listener's actual port.
- */
-export function provisioningBaseUrl(app: App, ifaceIp: string): string {
-  const s = app.config.settings;
-  if (!urlIsDefault(s)) return s.provisioning.url;
-  const listen = app.opts.httpListen ?? s.http.listen;
-  const specific = listen.find((l) => !isWildcard(l.host))?.host;
-  const host = specific ?? ifaceIp;
-  const bound = app.http?.addresses()[0]?.port;
-  const port = bound ?? listen[0]?.port ?? 8080;
-  const h = host.includes(':') ? `[${host}]` : host;
-  const alias = s.http.alias;
-  return `http://${h}${port === 80 ? '' : `:${port}`}/${alias ? alias + '/' : ''}`;
-}
-
-/**
- * Whether [provisioning] url is the default src/config/settings.ts derives (the ini did not
- * set it). Settings does not carry that bit; this recomputes the default the same way.
- */
-function urlIsDefault(s: Settings): boolean {
-  const flag = (s.provisioning as { urlSet?: boolean }).urlSet;
-  if (typeof flag === 'boolean') return !flag;
-  const first = s.http.listen.find((l) => !isWildcard(l.host))?.host;
-  const host = first ?? os.hostname();
-  const port = s.http.listen[0]?.port ?? 8080;
-  const alias = s.http.alias;
-  const def = `http://${host.includes(':') ? `[${host}]` : host}${port === 80 ? '' : `:${port}`}/${alias ? alias + '/' : ''}`;
-  return s.provisioning.url === def;
 }

@@ -19,7 +19,7 @@
  */
 import net from 'node:net';
 import { StringDecoder } from 'node:string_decoder';
-import { ApsError } from '../errors.js';
+import { ApsError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 
 export interface AgiResponse {
@@ -141,7 +141,7 @@ function protocolError(message: string, reason: string): ApsError {
 }
 
 function errMessage(e: unknown): string {
-  return e instanceof ApsError ? e.describe() : e instanceof Error ? e.message : String(e);
+  return describeError(e);
 }
 
 interface Pending {

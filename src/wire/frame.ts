@@ -25,7 +25,7 @@
 import fs from 'node:fs';
 import { ApsError } from '../errors.js';
 import { parseMac, type Mac } from '../mac.js';
-import { parseIpv4 } from './codec.js';
+import { parseIpv4 } from './dhcp.js';
 
 export const LINKTYPE_ETHERNET = 1;
 export const LINKTYPE_RAW = 101;

@@ -21,6 +21,7 @@ import dns from 'node:dns';
 import fs from 'node:fs';
 import net from 'node:net';
 import { ApsError } from '../errors.js';
+import { normalizeIp } from '../net/address.js';
 import type { Fields, Logger } from '../log.js';
 import {
   OP_ACK,
@@ -34,7 +35,7 @@ import {
   encodeOack,
   toNetascii,
   writeDataHeader,
-} from './tftp-codec.js';
+} from '../wire/tftp.js';
 
 export interface TftpRequest {
   file: string;
@@ -882,7 +883,7 @@ class ServerImpl implements TftpServer {
     const req: TftpRequest = {
       file: p.filename,
       mode: p.mode,
-      remote: { address: addr.startsWith('::ffff:') && net.isIPv4(addr.slice(7)) ? addr.slice(7) : addr, port: rinfo.port },
+      remote: { address: normalizeIp(addr), port: rinfo.port },
       reqId: this.nextReqId(),
       options: p.options,
     };

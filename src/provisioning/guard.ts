@@ -12,6 +12,7 @@
  *    per address once it is spent. Bans are kept in the state database and survive restarts.
  *    trusted_subnets and allow are never banned, but still need proof for secrets.
  */
+import { describeError } from '../errors.js';
 import type { Settings } from '../config/index.js';
 import type { Logger } from '../log.js';
 import type { Mac } from '../mac.js';
@@ -21,7 +22,7 @@ import type { AuthResult, DigestAuth } from './digest.js';
 
 export type Proof =
   | { ok: true; by: 'certificate' | 'credentials' | 'device-credentials' | 'lease' | 'policy'; user?: string }
-  | { ok: false; reason: string; challenge: boolean; stale?: boolean };
+  | { ok: false; reason: string; challenge: boolean; stale?: boolean; lease?: string; credentials?: string };
 
 export type Offence = 'unknown-mac' | 'auth-failed' | 'ua-mismatch';
 
@@ -35,10 +36,6 @@ export interface HttpProofRequest {
   certMac?: Mac | null;
 }
 
-export function normalizeIp(ip: string | undefined): string {
-  if (!ip) return '';
-  return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
-}
 
 export interface GuardDeps {
   store: Store;
@@ -118,7 +115,7 @@ export class Guard {
     try {
       this.deps.store.putBan({ ip, until, reason, count });
     } catch (e) {
-      this.deps.log.error('ban not saved', { ip, err: (e as Error).message });
+      this.deps.log.error('ban not saved', { ip, err: describeError(e) });
     }
     this.deps.log.security('ban', { ip, reason, count, until: new Date(until).toISOString() });
   }
@@ -131,9 +128,27 @@ export class Guard {
     for (const [ip, b] of this.bans) if (b.until <= now) this.bans.delete(ip);
   }
 
-  holdsLease(mac: Mac, ip: string, now = Date.now()): boolean {
+  /** Whether `ip` holds the current DHCP lease of `mac` inside trusted_subnets, and in words why or why not. */
+  leaseProof(mac: Mac, ip: string, now = Date.now()): { ok: boolean; says: string } {
     const l = this.deps.store.lease(mac);
-    return !!l && l.ip === ip && l.expires_at > now && this.deps.settings().security.trustedSubnets.has(ip);
+    const trusted = this.deps.settings().security.trustedSubnets;
+    if (!l) return { ok: false, says: 'no DHCP lease is known for this MAC' };
+    if (l.ip !== ip) return { ok: false, says: `the lease of this MAC is held by ${l.ip}, not ${ip}` };
+    if (l.expires_at <= now) return { ok: false, says: `the lease expired at ${new Date(l.expires_at).toISOString()}` };
+    if (!trusted.has(ip)) return { ok: false, says: `${ip} holds the lease but is outside trusted_subnets (${trusted.text || 'empty'})` };
+    return { ok: true, says: `${ip} holds the lease until ${new Date(l.expires_at).toISOString()}: that is proof` };
+  }
+
+  holdsLease(mac: Mac, ip: string, now = Date.now()): boolean {
+    return this.leaseProof(mac, ip, now).ok;
+  }
+
+  /** Which HTTP credentials would prove a requester of `mac`, in words. */
+  credentialsHint(mac: Mac): string {
+    const sec = this.deps.settings().security;
+    if (sec.auth === 'none') return 'HTTP credentials are off ([security] auth = none)';
+    const own = this.deps.store.credentials(mac);
+    return `HTTP ${sec.auth === 'basic' ? 'digest (or Basic over HTTPS)' : 'digest'} with ${sec.username ? `the site user "${sec.username}" or ` : ''}the device's own user "${own?.username ?? '?'}" (apsctl device credentials ${mac})`;
   }
 
   /** HTTP(S): certificate, then credentials (site or the device's own), then a current lease. */
@@ -161,13 +176,16 @@ export class Guard {
         this.note(req.ip, 'auth-failed', { proto: req.proto, mac, reason: cred.reason });
       }
     }
-    if (this.holdsLease(mac, req.ip)) return { ok: true, by: 'lease' };
-    if (sec.auth === 'none') return { ok: false, reason: 'no-lease', challenge: false };
+    const lease = this.leaseProof(mac, req.ip);
+    if (lease.ok) return { ok: true, by: 'lease' };
+    if (sec.auth === 'none') return { ok: false, reason: 'no-lease', challenge: false, lease: lease.says, credentials: this.credentialsHint(mac) };
     return {
       ok: false,
       reason: cred && !cred.ok ? `auth-${cred.reason}` : 'auth-missing',
       challenge: true,
       stale: cred && !cred.ok ? cred.stale : false,
+      lease: lease.says,
+      credentials: this.credentialsHint(mac),
     };
   }
 
@@ -175,16 +193,17 @@ export class Guard {
   tftp(ip: string, mac: Mac): Proof {
     const policy = this.deps.settings().security.tftpSecrets;
     if (policy === 'always') return { ok: true, by: 'policy' };
-    if (policy === 'never') return { ok: false, reason: 'tftp-secrets-never', challenge: false };
-    if (this.holdsLease(mac, ip)) return { ok: true, by: 'lease' };
-    return { ok: false, reason: this.deps.settings().security.trustedSubnets.has(ip) ? 'no-lease' : 'untrusted-subnet', challenge: false };
+    if (policy === 'never') return { ok: false, reason: 'tftp-secrets-never', challenge: false, lease: '[security] tftp_secrets = never: no file with secrets over TFTP' };
+    const lease = this.leaseProof(mac, ip);
+    if (lease.ok) return { ok: true, by: 'lease' };
+    return { ok: false, reason: this.deps.settings().security.trustedSubnets.has(ip) ? 'no-lease' : 'untrusted-subnet', challenge: false, lease: lease.says };
   }
 
   /**
    * A User-Agent that names another vendor than the MAC's OUI, or embeds another MAC than
    * the one requested, counts as an offence. Returns what it found, for explain.
    */
-  checkUserAgent(ip: string, proto: string, mac: Mac, userAgent: string | undefined): string | null {
+  checkUserAgent(ip: string, proto: string, mac: Mac, userAgent: string | undefined, record = true): string | null {
     if (!userAgent) return null;
     const reg = this.deps.registry();
     const ua = reg.identify({ userAgent }).find((i) => i.by === 'userAgent');
@@ -193,7 +212,7 @@ export class Guard {
     let why: string | null = null;
     if (ua.mac && ua.mac !== mac) why = `User-Agent carries MAC ${ua.mac}`;
     else if (ouiVendor && ouiVendor.id !== ua.vendor) why = `User-Agent is ${ua.vendor}, the MAC's OUI is ${ouiVendor.id}`;
-    if (why) this.note(ip, 'ua-mismatch', { proto, mac, ua_vendor: ua.vendor, ua_mac: ua.mac, mac_vendor: ouiVendor?.id });
+    if (why && record) this.note(ip, 'ua-mismatch', { proto, mac, ua_vendor: ua.vendor, ua_mac: ua.mac, mac_vendor: ouiVendor?.id });
     return why;
   }
 

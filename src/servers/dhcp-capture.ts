@@ -8,13 +8,14 @@
  * An interface that does not exist, or a capture this process may not open (no CAP_NET_RAW),
  * fails start-up with APS_ERR_CAPTURE naming the interface and what is missing.
  */
-import type { App, Service } from '../app.js';
-import { decodeDhcp } from '../dhcp/codec.js';
-import { dhcpFromFrame } from '../dhcp/frame.js';
-import { Inventory, type Sighting } from '../inventory/inventory.js';
+import { describeError } from '../errors.js';
+import type { Service } from './service.js';
+import { decodeDhcp } from '../wire/dhcp.js';
+import { dhcpFromFrame } from '../wire/frame.js';
+import type { Inventory, Sighting } from '../inventory/inventory.js';
 import type { Logger } from '../log.js';
 import { openCapture, type Capture } from '../net/pcap.js';
-import { sightingFromDhcp } from './dhcp-sighting.js';
+import { sightingFromDhcp } from '../inventory/dhcp-sighting.js';
 
 export const DHCP_CAPTURE_FILTER = 'udp and (port 67 or port 68)';
 
@@ -71,23 +72,19 @@ interface Queued {
   at: number;
 }
 
-const inventories = new WeakMap<App, Inventory>();
-
-/** The one Inventory of an App (every discovery source shares it). */
-export function inventoryOf(app: App): Inventory {
-  let inv = inventories.get(app);
-  if (!inv) {
-    inv = new Inventory({ store: app.store, registry: app.registry, settings: () => app.config.settings, templates: () => app.config.templates, log: app.log });
-    inventories.set(app, inv);
-  }
-  return inv;
+export interface CaptureDeps {
+  /** [dhcp] capture of the running configuration */
+  capture: () => readonly string[];
+  /** the one inventory of apsd, which every discovery source feeds */
+  inventory: Inventory;
+  log: Logger;
 }
 
 /** null when `[dhcp] capture` names no interface. */
-export function createCaptureService(app: App): CaptureService | null {
-  const ifnames = app.config.settings.dhcp.capture;
+export function createCaptureService(deps: CaptureDeps): CaptureService | null {
+  const ifnames = deps.capture();
   if (!ifnames.length) return null;
-  return new DhcpCaptureService(ifnames, inventoryOf(app), app.log.child({ service: 'dhcp-capture' }), () => app.config.settings.dhcp.capture);
+  return new DhcpCaptureService(ifnames, deps.inventory, deps.log.child({ service: 'dhcp-capture' }), deps.capture);
 }
 
 class DhcpCaptureService implements CaptureService {
@@ -145,7 +142,7 @@ class DhcpCaptureService implements CaptureService {
       try {
         c.close();
       } catch (e) {
-        this.log.warn('capture did not close cleanly', { interface: c.ifname, err: (e as Error).message });
+        this.log.warn('capture did not close cleanly', { interface: c.ifname, err: describeError(e) });
       }
     }
     this.captures = [];
@@ -214,7 +211,7 @@ class DhcpCaptureService implements CaptureService {
     } catch (e) {
       // the transaction itself failed (disk full, database locked past the busy timeout)
       this.counters.errors += batch.length;
-      this.log.error('sightings not written', { count: batch.length, err: (e as Error).message });
+      this.log.error('sightings not written', { count: batch.length, err: describeError(e) });
       return;
     }
     for (let i = 0; i < results.length; i++) {

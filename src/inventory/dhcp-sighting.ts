@@ -6,8 +6,8 @@
  * acknowledged address, the lease time). giaddr and option 82 come from either: a relay adds
  * them to the request and the server echoes them in its answer.
  */
-import { BOOTREQUEST, type DhcpMessage } from '../dhcp/codec.js';
-import type { Sighting } from '../inventory/inventory.js';
+import { BOOTREQUEST, type DhcpMessage } from '../wire/dhcp.js';
+import type { Sighting } from './inventory.js';
 
 const ZERO = '0.0.0.0';
 const addr = (ip: string | undefined): string | undefined => (ip && ip !== ZERO ? ip : undefined);

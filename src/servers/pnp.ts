@@ -21,117 +21,28 @@
  * names when it is that same address). A forged Contact naming some other host therefore
  * cannot turn apsd into a NOTIFY cannon aimed at a third party.
  *
- * A retransmitted SUBSCRIBE (same branch, Call-ID and CSeq; AudioCodes phones repeat theirs
- * for about 5 s) gets the same response again and no second NOTIFY. A SUBSCRIBE for another
+ * A retransmitted SUBSCRIBE (same branch, Call-ID and CSeq; some phones repeat theirs for
+ * about 5 s) gets the same response again and no second NOTIFY. A SUBSCRIBE for another
  * event gets 489 Bad Event; other requests and responses are ignored; unreadable datagrams
  * are dropped and counted. A banned source is ignored.
  */
 import dgram from 'node:dgram';
-import net from 'node:net';
 import os from 'node:os';
-import type { App, Service } from '../app.js';
-import { ApsError } from '../errors.js';
+import type { Service } from './service.js';
+import type { Config, Tenant } from '../config/index.js';
+import type { Guard } from '../provisioning/guard.js';
+import type { Store } from '../store/index.js';
+import type { VendorRegistry } from '../vendors/registry.js';
+import { modelNamed, vendorNamed } from '../vendors/claims.js';
+import { interfaceAddresses, localAddressFor } from '../net/address.js';
+import { ApsError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { parseMac, type Mac } from '../mac.js';
-import { applyIpMap, compileIpMap } from '../render/ipmap.js';
 import { LeaseLookup } from '../store/lease-lookup.js';
-import { buildResponse, getHeader, headerParam, parseSip, randomToken, type SipRequest } from '../sip/message.js';
-import { buildNotify, newBranch, startClientTransaction, type ClientTransaction, type SipTimers } from '../sip/notify.js';
+import { buildResponse, getHeader, headerParam, parseSip, randomToken, type SipRequest } from '../wire/sip.js';
+import { PNP_EVENT, PNP_GROUP, contactTarget, readPnpSubscribe, responsePort, type PnpSubscribe } from '../wire/pnp.js';
+import { buildNotify, newBranch, startClientTransaction, type ClientTransaction, type SipTimers } from '../wire/sip-notify.js';
 import type { Inventory, Sighting } from '../inventory/inventory.js';
-import { modelKey } from '../vendors/registry.js';
-import { inventoryOf } from './capture.js';
-
-export const PNP_GROUP = '224.0.1.75';
-export const PNP_EVENT = 'ua-profile';
-
-// ------------------------------------------------------------------------------ pure parts
-
-export interface PnpSubscribe {
-  /** the event package, lower case: ua-profile for a PnP request */
-  event: string;
-  /** the Event header as received */
-  eventHeader: string;
-  profileType: string | null;
-  vendor: string | null;
-  model: string | null;
-  version: string | null;
-  /** from the From or To user (MAC%3a…, or 12 hex digits), else null */
-  mac: Mac | null;
-  userAgent: string | null;
-}
-
-function unquote(v: string | undefined): string | null {
-  if (v === undefined) return null;
-  const s = v.trim();
-  const u = s.length >= 2 && s.startsWith('"') && s.endsWith('"') ? s.slice(1, -1).replace(/\\(.)/g, '$1') : s;
-  return u === '' ? null : u;
-}
-
-/** The user part of a name-addr or addr-spec (`"x" <sip:user@host>;tag=…`), %-decoded; null if none. */
-export function sipUser(value: string | undefined): string | null {
-  if (!value) return null;
-  const lt = value.indexOf('<');
-  const uri = lt >= 0 ? value.slice(lt + 1, value.indexOf('>', lt) < 0 ? undefined : value.indexOf('>', lt)) : value.split(';')[0];
-  const m = /^\s*sips?:([^@;>]+)@/i.exec(uri);
-  if (!m) return null;
-  try {
-    return decodeURIComponent(m[1]);
-  } catch {
-    return m[1];
-  }
-}
-
-/** A MAC in a SIP user: `MAC:7C2F80E0D605`, `mac%3a7c2f80e0d605`, `001565aabbcc`, `00:15:65:aa:bb:cc`. */
-export function macFromSipUser(user: string | null): Mac | null {
-  if (!user) return null;
-  const rest = user.replace(/^mac[:=_-]?/i, '');
-  return parseMac(rest);
-}
-
-/** Reads a SUBSCRIBE as a PnP request. */
-export function readPnpSubscribe(req: SipRequest): PnpSubscribe {
-  const eventHeader = getHeader(req, 'Event') ?? '';
-  const semi = eventHeader.indexOf(';');
-  const event = (semi < 0 ? eventHeader : eventHeader.slice(0, semi)).trim().toLowerCase();
-  const p = (name: string) => unquote(headerParam(eventHeader, name));
-  return {
-    event,
-    eventHeader,
-    profileType: p('profile-type'),
-    vendor: p('vendor'),
-    model: p('model'),
-    version: p('version'),
-    mac: macFromSipUser(sipUser(getHeader(req, 'From'))) ?? macFromSipUser(sipUser(getHeader(req, 'To'))),
-    userAgent: getHeader(req, 'User-Agent') ?? null,
-  };
-}
-
-/** host and port of a SIP URI in a Contact value, when the host is an IP literal. */
-export function contactTarget(contact: string | undefined): { host: string; port: number; uri: string } | null {
-  if (!contact) return null;
-  const lt = contact.indexOf('<');
-  const uri = (lt >= 0 ? contact.slice(lt + 1, contact.indexOf('>', lt)) : contact.split(';')[0]).trim();
-  const m = /^sips?:(?:[^@]*@)?(\[[0-9a-fA-F:.]+\]|[0-9.]+)(?::(\d{1,5}))?(?:[;?].*)?$/i.exec(uri);
-  if (!m) return null;
-  const host = m[1].replace(/^\[|\]$/g, '');
-  if (!net.isIP(host)) return null;
-  const port = m[2] ? Number(m[2]) : 5060;
-  if (port < 1 || port > 65535) return null;
-  return { host, port, uri };
-}
-
-/** Where the response to a request from `src` goes (RFC 3261 18.2.2, RFC 3581): the source address; rport → source port, else the Via port or 5060. */
-export function responsePort(via: string | undefined, srcPort: number): number {
-  if (!via) return srcPort;
-  if (headerParam(via, 'rport') !== undefined) return srcPort;
-  const sentBy = via.split(';')[0].trim().split(/\s+/)[1] ?? '';
-  const m = /^(?:\[[^\]]*\]|[^:\[\]]+)(?::(\d{1,5}))?$/.exec(sentBy);
-  if (!m) return srcPort;
-  const port = m[1] ? Number(m[1]) : 5060;
-  return port >= 1 && port <= 65535 ? port : srcPort;
-}
-
-// ------------------------------------------------------------------------------ the service
 
 export interface PnpCounters {
   /** datagrams received on the group */
@@ -161,9 +72,19 @@ export interface PnpService extends Service {
   ports(): { group: number; notify: number } | null;
 }
 
+export interface PnpDeps {
+  config: () => Config;
+  registry: VendorRegistry;
+  store: Store;
+  guard: Pick<Guard, 'banned' | 'reloadBans'>;
+  /** the one inventory (auto-create rules apply) */
+  inventory: Pick<Inventory, 'observe'>;
+  log: Logger;
+  /** the provisioning URL for the phones of a tenant that reach this host at `localIp` (src/provisioning/url.ts) */
+  provisioningUrl: (tenant: Tenant | undefined, localIp: string) => string;
+}
+
 export interface PnpOptions {
-  /** default: the App's shared inventory (auto-create rules apply) */
-  inventory?: Pick<Inventory, 'observe'>;
   timers?: SipTimers;
   /** NOTIFY transactions in flight at most (each lives up to Timer F, 32 s) */
   maxInFlight?: number;
@@ -172,41 +93,16 @@ export interface PnpOptions {
 /** How long a server transaction's response is kept for retransmitted requests (Timer J, 64·T1). */
 const TRANSACTION_MS = 32_000;
 const MAX_TRANSACTIONS = 4096;
-/** device sources whose model discovery may still correct (as the inventory does) */
-const DISCOVERED = new Set(['dhcp', 'pnp', 'scan', 'http']);
 
 /** null unless `[pnp] enabled = true`. */
-export function createPnpService(app: App, opts: PnpOptions = {}): PnpService | null {
-  if (!app.config.settings.pnp.enabled) return null;
-  return new SipPnpService(app, opts);
+export function createPnpService(deps: PnpDeps, opts: PnpOptions = {}): PnpService | null {
+  if (!deps.config().settings.pnp.enabled) return null;
+  return new SipPnpService(deps, opts);
 }
 
 /** The first IPv4 address of an interface, or null. */
 function interfaceAddress(ifname: string): string | null {
-  const a = (os.networkInterfaces()[ifname] ?? []).find((x) => x.family === 'IPv4');
-  return a?.address ?? null;
-}
-
-function ipv4Int(ip: string): number {
-  return ip.split('.').reduce((n, o) => n * 256 + Number(o), 0) >>> 0;
-}
-
-/** This host's address on the subnet of `remote` (what a phone there can reach), else `fallback`. */
-export function localAddressFor(remote: string, fallback: string | null): string {
-  if (net.isIPv4(remote)) {
-    const r = ipv4Int(remote);
-    for (const list of Object.values(os.networkInterfaces())) {
-      for (const a of list ?? []) {
-        if (a.family !== 'IPv4' || a.internal) continue;
-        const prefix = Number(a.cidr?.split('/')[1] ?? 32);
-        const mask = prefix === 0 ? 0 : (~0 << (32 - prefix)) >>> 0;
-        if (((ipv4Int(a.address) & mask) >>> 0) === ((r & mask) >>> 0)) return a.address;
-      }
-    }
-  }
-  if (fallback) return fallback;
-  for (const list of Object.values(os.networkInterfaces())) for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
-  return '127.0.0.1';
+  return interfaceAddresses(ifname)[0]?.address ?? null;
 }
 
 class SipPnpService implements PnpService {
@@ -228,8 +124,8 @@ class SipPnpService implements PnpService {
   private seq = 0;
   private leases: LeaseLookup | null = null;
 
-  constructor(private readonly app: App, private readonly opts: PnpOptions) {
-    this.log = app.log.child({ service: 'sip-pnp' });
+  constructor(private readonly deps: PnpDeps, private readonly opts: PnpOptions) {
+    this.log = deps.log.child({ service: 'sip-pnp' });
     this.maxInFlight = opts.maxInFlight ?? 1024;
   }
 
@@ -244,7 +140,7 @@ class SipPnpService implements PnpService {
   }
 
   async start(): Promise<void> {
-    const s = this.app.config.settings.pnp;
+    const s = this.deps.config().settings.pnp;
     const ifname = s.interface;
     let ifAddr: string | null = null;
     if (ifname) {
@@ -311,7 +207,7 @@ class SipPnpService implements PnpService {
   }
 
   reload(): void {
-    const s = this.app.config.settings.pnp;
+    const s = this.deps.config().settings.pnp;
     const b = this.bound;
     if (!b) return;
     if (!s.enabled || s.interface !== b.ifname || s.port !== b.port) {
@@ -339,8 +235,8 @@ class SipPnpService implements PnpService {
     const ip = rinfo.address; // udp4: a plain IPv4 address
     try {
       // another process (apsctl) may have written devices or bans since the last request
-      if (this.app.store.pollChanges()) this.app.guard.reloadBans();
-      if (this.app.guard.banned(ip)) {
+      if (this.deps.store.pollChanges()) this.deps.guard.reloadBans();
+      if (this.deps.guard.banned(ip)) {
         this.counters.banned++;
         return;
       }
@@ -360,7 +256,7 @@ class SipPnpService implements PnpService {
     } catch (e) {
       // never fail per packet
       this.counters.malformed++;
-      this.log.warn('pnp request failed', { ip, err: e instanceof ApsError ? e.describe() : (e as Error).message });
+      this.log.warn('pnp request failed', { ip, err: describeError(e) });
     }
   }
 
@@ -398,8 +294,9 @@ class SipPnpService implements PnpService {
       return;
     }
 
-    const { registry, store } = this.app;
-    const settings = this.app.config.settings;
+    const { registry, store } = this.deps;
+    const config = this.deps.config();
+    const settings = config.settings;
     // the MAC: from the request, else the address's current DHCP lease
     let mac = info.mac;
     let macBy = mac ? 'sip-user' : '';
@@ -418,14 +315,15 @@ class SipPnpService implements PnpService {
         macBy = 'lease';
       }
     }
-    const vendorId = claimedVendor(this.app, info.vendor) ?? ids[0]?.vendor ?? (mac ? registry.vendorOfMac(mac)?.id : undefined) ?? null;
-    const model = (vendorId && info.model ? claimedModel(this.app, vendorId, info.model) : null) ?? ids.find((i) => i.model && i.vendor === vendorId)?.model ?? info.model;
+    const vendorId = vendorNamed(registry, info.vendor) ?? ids[0]?.vendor ?? (mac ? registry.vendorOfMac(mac)?.id : undefined) ?? null;
+    const claimed = vendorId && info.model ? modelNamed(registry, vendorId, info.model) : null;
+    const model = claimed ?? ids.find((i) => i.model && i.vendor === vendorId)?.model ?? info.model;
     const device = mac ? store.device(mac) : undefined;
     const tenantId = device?.tenant ?? settings.discovery.tenant;
-    const tenant = this.app.config.tenants.get(tenantId) ?? this.app.config.tenants.get('default');
-    const url = applyIpMap(settings.provisioning.url, compileIpMap(tenant?.ipDnsMap ?? [], settings.ipDnsMap));
-
+    const tenant = config.tenants.get(tenantId) ?? config.tenants.get('default');
     const local = localAddressFor(ip, this.ifAddr);
+    const url = this.deps.provisioningUrl(tenant, local);
+
     const ports = this.ports()!;
     const contactHost = `${local}:${ports.group}`;
     remember(buildResponse(req, 200, 'OK', [['Contact', `<sip:aps@${contactHost}>`], ['Expires', '0']], { toTag, source: { address: ip, port: srcPort } }));
@@ -434,20 +332,16 @@ class SipPnpService implements PnpService {
     this.notify(req, info, { ip, srcPort, toTag, url, local, reqId, mac });
 
     if (mac) {
-      const sighting: Sighting = { mac, source: 'pnp', at: now, clientIp: ip, interface: this.bound?.ifname || undefined, userAgent: info.userAgent ?? undefined };
+      // the Event's model="…" is the phone's own word, as strong as a User-Agent: the inventory's rules decide
+      const sighting: Sighting = {
+        mac, source: 'pnp', at: now, clientIp: ip, interface: this.bound?.ifname || undefined,
+        userAgent: info.userAgent ?? undefined, model: claimed ?? undefined,
+      };
       try {
-        const r = (this.opts.inventory ?? inventoryOf(this.app)).observe(sighting);
+        this.deps.inventory.observe(sighting);
         this.counters.sightings++;
-        // the Event's model="…" is the phone's own word, like a User-Agent; a Sighting has no
-        // field for it yet, so a discovered, still unprovisioned device of that vendor takes it here
-        const claimed = vendorId && info.model ? claimedModel(this.app, vendorId, info.model) : null;
-        const dev = r.status === 'device' && claimed ? store.device(mac) : undefined;
-        if (dev && claimed && dev.vendor === vendorId && dev.model !== claimed && dev.state === 'unprovisioned' && DISCOVERED.has(dev.source)) {
-          store.updateDevice(mac, { model: claimed });
-          this.log.info('device model identified', { mac, vendor: dev.vendor, model: claimed, was: dev.model, by: 'pnp-event', req: reqId });
-        }
       } catch (e) {
-        this.log.error('pnp sighting not recorded', { mac, ip, err: (e as Error).message, req: reqId });
+        this.log.error('pnp sighting not recorded', { mac, ip, err: describeError(e), req: reqId });
       }
     }
     this.log.info('pnp subscribe answered', {
@@ -519,29 +413,4 @@ class SipPnpService implements PnpService {
       this.served.delete(k);
     }
   }
-}
-
-/**
- * The model a PnP Event's model="…" names: an exact id or alias, else the longest model id the
- * value ends with (phones put a product prefix in front: "SIP-T46S" is a T46S).
- */
-function claimedModel(app: App, vendorId: string, name: string): string | null {
-  const exact = app.registry.model(vendorId, name);
-  if (exact) return exact.id;
-  const key = modelKey(name);
-  let best: { id: string; len: number } | null = null;
-  for (const m of app.registry.get(vendorId)?.models ?? []) {
-    for (const k of [m.id, ...(m.aliases ?? [])].map(modelKey)) {
-      if (k.length >= 3 && key.endsWith(k) && (!best || k.length > best.len)) best = { id: m.id, len: k.length };
-    }
-  }
-  return best?.id ?? null;
-}
-
-/** The registry vendor a PnP Event's vendor="…" names (by id or name, any case), if any. */
-function claimedVendor(app: App, name: string | null): string | null {
-  if (!name) return null;
-  const n = name.trim().toLowerCase();
-  for (const v of app.registry.list()) if (v.id === n || v.name.toLowerCase() === n) return v.id;
-  return null;
 }

@@ -15,7 +15,7 @@ import dns from 'node:dns';
 import net from 'node:net';
 import { ApsError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { buildRequest, getHeader, headerParam, parseCSeq, parseSip, randomToken, type SipMessage, type SipResponse } from './message.js';
+import { buildRequest, getHeader, headerParam, parseCSeq, parseSip, randomToken, type SipMessage, type SipResponse } from './sip.js';
 
 export interface SipTimers {
   /** RTT estimate, default 500 ms */

@@ -9,13 +9,14 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { parseMac, type Mac } from '../mac.js';
-import { ApsError } from '../errors.js';
+import { ApsError, Refusals, describeError } from '../errors.js';
 import { formatHostPort, type HostPort } from '../config/fields.js';
 import type { Logger } from '../log.js';
 import type { Settings } from '../config/index.js';
-import type { DigestAuth } from './digest.js';
-import { normalizeIp, type Guard } from './guard.js';
-import { provide, refresh, type ProviderDeps } from './provider.js';
+import type { DigestAuth } from '../provisioning/digest.js';
+import type { Guard } from '../provisioning/guard.js';
+import { normalizeIp } from '../net/address.js';
+import { provide, refresh, type ProviderDeps } from '../provisioning/provider.js';
 
 export interface ApiRequestInfo {
   ip: string;
@@ -113,16 +114,20 @@ export class HttpService {
     this.servers = [];
   }
 
+  private sendBanned(res: http.ServerResponse, req: http.IncomingMessage): void {
+    res.writeHead(Refusals.refused.http, { 'Content-Length': 0, Connection: 'close' });
+    res.end();
+    req.resume();
+  }
+
   private handle(req: http.IncomingMessage, res: http.ServerResponse, proto: 'http' | 'https'): void {
     const started = process.hrtime.bigint();
     const reqId = nextReqId('h');
     const ip = normalizeIp(req.socket.remoteAddress);
     refresh(this.deps);
     if (this.deps.guard.banned(ip)) {
-      // a banned address learns nothing, not even why
-      res.writeHead(403, { 'Content-Length': 0, Connection: 'close' });
-      res.end();
-      req.resume();
+      // fast path before any parsing (the decision says the same): a banned address learns nothing, not even why
+      this.sendBanned(res, req);
       return;
     }
     this.inflight++;
@@ -133,7 +138,7 @@ export class HttpService {
     try {
       this.route(req, res, reqId, ip, started, proto);
     } catch (e) {
-      this.deps.log.error('http handler failed', { req: reqId, ip, err: (e as Error).message });
+      this.deps.log.error('http handler failed', { req: reqId, ip, err: describeError(e) });
       if (!res.headersSent) this.send(res, 500, 'internal error\n');
       else res.destroy();
     }
@@ -153,7 +158,7 @@ export class HttpService {
     }
     if (method !== 'GET' && method !== 'HEAD') {
       res.setHeader('Allow', 'GET, HEAD');
-      this.send(res, 405, 'only GET and HEAD are served; uploads are not accepted\n');
+      this.send(res, Refusals.method.http, `${Refusals.method.message}\n`);
       log.info('http refused', { req: reqId, ip, method, reason: 'method' });
       req.resume();
       return;
@@ -174,12 +179,15 @@ export class HttpService {
       this.deps.guard.http({ proto, method, url, authorization: req.headers.authorization, ip, certMac }, mac));
     const ms = () => Number(process.hrtime.bigint() - started) / 1e6;
     switch (out.kind) {
+      case 'banned':
+        this.sendBanned(res, req);
+        return;
       case 'refused':
-        this.send(res, 403, `refused: ${out.reason}\n`, method);
+        this.send(res, Refusals.refused.http, `refused: ${out.reason}\n`, method);
         log.info('http refused', { req: reqId, ip, file: name.name.slice(0, 200), status: 403, reason: out.reason });
         return;
       case 'notfound':
-        this.send(res, 404, 'not found\n', method);
+        this.send(res, Refusals.notfound.http, `${Refusals.notfound.message}\n`, method);
         if (log.enabled('debug')) log.debug('http not found', { req: reqId, ip, file: name.name.slice(0, 200), mac: out.mac, reason: out.reason });
         return;
       case 'noproof': {
@@ -187,15 +195,15 @@ export class HttpService {
         if (out.proof.challenge) {
           const ch = this.deps.auth.challenge(out.proof.stale);
           res.setHeader('WWW-Authenticate', s.auth === 'basic' && proto === 'https' ? [...ch, this.deps.auth.basicChallenge()] : ch);
-          this.send(res, 401, 'authentication required\n', method);
+          this.send(res, Refusals.challenge.http, `${Refusals.challenge.message}\n`, method);
         } else {
-          this.send(res, 403, 'this file holds secrets and no proof was given\n', method);
+          this.send(res, Refusals.noproof.http, `${Refusals.noproof.message}\n`, method);
         }
         log.security('secret-refused', { proto: 'http', ip, mac: out.mac, file: out.file, reason: out.proof.reason, req: reqId });
         return;
       }
       case 'error':
-        this.send(res, 500, 'the file could not be rendered; see the apsd log\n', method);
+        this.send(res, Refusals.error.http, `${Refusals.error.message}\n`, method);
         return;
       case 'firmware': {
         res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': out.size });
