@@ -160,6 +160,8 @@ test('an Htek UC926 boots over HTTP: cfg0010.xml, cfg<mac> not found, then cfg<m
   assert.match(r.body, /<P41201 para="LineKey2_Type">3<\/P41201>/, 'BLF on line key 2');
   assert.match(r.body, /<P20200 para="LineKey5_Type">8<\/P20200>/, 'park on line key 5 (second P-value block)');
   assert.match(r.body, /<P24012 para="RemoteControl.Sipnotify">1<\/P24012>/, 'accepts the check-sync NOTIFY');
+  assert.match(r.body, /<P60000 para="Exp1_Key1.KeyType">3<\/P60000>/, 'BLF on expansion module 1 key 1');
+  assert.match(r.body, /<P60100 para="Exp1_Key21.KeyType">2<\/P60100>/, 'speed dial on module 1 key 21 (its second page)');
   assert.match(r.body, /<P64 para="Preference_TimeZone">49<\/P64>/, 'UTC+1 as Htek time-zone index');
 });
 
