@@ -13,6 +13,9 @@ import * as assert from 'uvu/assert';
 import Database from 'better-sqlite3';
 import { startDaemon, curl, run, type Daemon } from './support/daemon.js';
 import { Store } from '../src/store/index.js';
+import { VendorRegistry, refusedBy } from '../src/vendors/registry.js';
+import { parseMac } from '../src/mac.js';
+import { VENDORS_DIR } from './support/paths.js';
 import type { Mac } from '../src/mac.js';
 
 const SITE = 'phones:Prov;Secret#1';
@@ -66,6 +69,52 @@ function deviceCreds(mac: string): string {
   const row = db.prepare('SELECT username, password FROM credentials WHERE mac = ?').get(mac) as { username: string; password: string };
   db.close();
   return `${row.username}:${row.password}`;
+}
+
+const registry = VendorRegistry.load(VENDORS_DIR);
+
+function readTsv(file: string): Record<string, string>[] {
+  if (!fs.existsSync(file)) return [];
+  const [head, ...rows] = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() && !l.startsWith('#'));
+  const cols = head.split('\t');
+  return rows.map((r) => Object.fromEntries(r.split('\t').map((v, i) => [cols[i], v])));
+}
+
+/** Rows of /work/shared/peer-samples/*.tsv per vendor: the copies must all be in vendors/<id>/samples. */
+const PEER_ROWS: Record<string, { ua: number; oui: number; fn: number }> = {
+  grandstream: { ua: 10, oui: 3, fn: 1 },
+  htek: { ua: 2, oui: 1, fn: 21 },
+};
+
+for (const id of Object.keys(PEER_ROWS)) {
+  const v = registry.get(id)!;
+  const dir = path.join(v.dir, 'samples');
+  const peers = (rows: Record<string, string>[]) => rows.filter((r) => /^(wazo-platform|fusionpbx)\//.test(r.source ?? ''));
+
+  test(`${v.name}: every peer-sample row of the vendor is in vendors/${id}/samples, and every OUI sample identifies to ${v.name}`, () => {
+    assert.is(peers(readTsv(path.join(dir, 'user-agents.tsv'))).length, PEER_ROWS[id].ua, 'User-Agent rows');
+    assert.is(peers(readTsv(path.join(dir, 'ouis.tsv'))).length, PEER_ROWS[id].oui, 'OUI rows');
+    assert.is(peers(readTsv(path.join(dir, 'filenames.tsv'))).length, PEER_ROWS[id].fn, 'file-name rows');
+    for (const s of readTsv(path.join(dir, 'ouis.tsv'))) {
+      assert.equal(registry.identify({ mac: parseMac(s.oui + '123456')! }).map((i) => i.vendor), [id], s.oui);
+    }
+  });
+
+  test(`${v.name}: every file name its phones ask for is served, or refused on purpose with the reason in the README`, () => {
+    const readme = fs.readFileSync(path.join(v.dir, 'README.md'), 'utf8');
+    const at = readme.indexOf('## Files asked for at boot that aps refuses on purpose');
+    assert.ok(at >= 0, 'README has no section on refused files');
+    const section = readme.slice(at, readme.indexOf('\n## ', at + 4) >>> 0);
+    const code = v.models.find((m) => m.code)!.code!;
+    const mac = v.ouis[0] + 'a1b2c3';
+    for (const s of readTsv(path.join(dir, 'filenames.tsv'))) {
+      const name = s.filename.replace('{mac}', mac).replace('{MAC}', mac.toUpperCase()).replace('{model}', code);
+      const served = registry.matchFile(name).some((m) => m.file.vendor.id === id);
+      const refused = refusedBy(registry, name).some((r) => r.vendor.id === id);
+      assert.ok(served !== refused, `${s.filename} (${name}): served ${served}, refused ${refused}`);
+    }
+    for (const r of v.refused ?? []) assert.ok(section.includes('`' + r.name.replace('{mac}', '<mac>') + '`'), `${r.name} is refused but not in the README section`);
+  });
 }
 
 test.before(async () => {
@@ -217,13 +266,13 @@ test('an unknown MAC of each vendor asking for its device file over HTTP is refu
 test('apsctl render shows what the templates ask for and the vendors cannot take, as left-out warnings', () => {
   const r = d.ctl('render', GS);
   assert.is(r.status, 0, r.stderr);
-  assert.match(r.stderr, /Grandstream GXP2170 has no "tone_country" key: left out/);
-  assert.match(r.stderr, /Grandstream GXP2170 has no "dial_plan" key: left out/);
+  assert.match(r.stderr, /phone\.tone_country: Grandstream has no "tone_country" key: left out/);
+  assert.match(r.stderr, /phone\.dial_plan: Grandstream has no "dial_plan" key: left out/);
   assert.match(r.stderr, /DSS key 7: Grandstream has no "url" key: left out/);
-  assert.match(r.stderr, /programmable key 1: Grandstream GXP2170 has no "progkey" key for it: left out/);
+  assert.match(r.stderr, /programmable key 1: Grandstream GXP2170 has no "progkey" key: left out/);
   const h = d.ctl('render', HT);
   assert.is(h.status, 0, h.stderr);
-  assert.match(h.stderr, /Htek UC926 has no "dial_plan" key: left out/);
+  assert.match(h.stderr, /phone\.dial_plan: Htek has no "dial_plan" key: left out/);
   assert.not.match(h.stderr, /"paging"/);
 });
 

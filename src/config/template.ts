@@ -19,6 +19,33 @@ export const DTMF_MODES = ['rfc2833', 'inband', 'info', 'rfc2833+info'] as const
 export type DtmfMode = (typeof DTMF_MODES)[number];
 export type Transport = (typeof TRANSPORTS)[number];
 
+/**
+ * Template keys a vendor may declare it has no setting for (vendor.json "unsupported"), each
+ * with the test of whether a template sets it: a template that does gets a render warning.
+ */
+export const OPTIONAL_KEYS: Record<string, (t: Template) => boolean> = {
+  'general.check_time': (t) => t.general.checkTime !== null,
+  'server.dtmf_mode': (t) => t.server.dtmfMode !== 'rfc2833',
+  'network.qos_sip_dscp': (t) => t.network.qosSipDscp !== null,
+  'network.qos_rtp_dscp': (t) => t.network.qosRtpDscp !== null,
+  'network.rport': (t) => t.network.rport,
+  'network.stun_server': (t) => t.network.stunServer !== '',
+  'network.cdp': (t) => t.network.cdp,
+  'datetime.ntp_server2': (t) => t.datetime.ntpServer2 !== '',
+  'datetime.time_zone_name': (t) => t.datetime.timeZoneName !== '',
+  'phone.dial_plan': (t) => t.phone.dialPlan !== null,
+  'phone.tone': (t) => t.phone.tones.length > 0,
+  'phone.tone_country': (t) => t.phone.toneCountry !== 'us',
+  'phone.language': (t) => t.phone.language !== 'en',
+  'datetime.dst': (t) => t.datetime.dst !== 'auto',
+  'network.lldp': (t) => !t.network.lldp,
+  'security.allow_direct_ip_call': (t) => t.security.allowDirectIpCall,
+  'security.trusted_server_only': (t) => t.security.trustedServerOnly,
+  'paging.group': (t) => t.paging.length > 0,
+  'services.directory_url': (t) => t.services.directoryUrl !== '',
+  'ldap.enabled': (t) => t.ldap.enabled,
+};
+
 export interface KeyDef {
   index: number;
   type: KeyType;

@@ -10,8 +10,8 @@ import type { Config, Extension, Template, Tenant } from '../config/index.js';
 import { parseHostPort } from '../config/fields.js';
 import type { DeviceRow, LineRow } from '../store/index.js';
 import type { Vendor, VendorModel } from '../vendors/registry.js';
-import type { LeaveOutKey, ParamList, ParamRange } from '../vendors/types.js';
-import type { KeyDef } from '../config/template.js';
+import type { ParamList, ParamRange } from '../vendors/types.js';
+import { OPTIONAL_KEYS, type KeyDef } from '../config/template.js';
 
 export interface ViewInput {
   /** the device's own HTTP credentials, written into its config so that it proves itself on later fetches */
@@ -42,6 +42,14 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   const maps = vendor.maps;
   const map = (name: string, value: string): string => maps[name]?.[value] ?? value;
   const bool = (b: boolean) => map('bool', String(b));
+  // the vendor's keys without a setting, and those of the model's parameter table (a model family)
+  const unsupported = new Set([...(vendor.unsupported ?? []), ...(vendor.params?.[model.params ?? 'default']?.unsupported ?? [])]);
+  for (const k of unsupported) {
+    if (OPTIONAL_KEYS[k]?.(template)) out.warnings.push(`${k}: ${vendor.name} has no "${k.split('.')[1]}" key: left out`);
+  }
+  const dtmf = template.server.dtmfMode;
+  const dtmfMapped = !unsupported.has('server.dtmf_mode') && (!maps.dtmfMode || maps.dtmfMode[dtmf] !== undefined);
+  if (!unsupported.has('server.dtmf_mode') && !dtmfMapped) out.warnings.push(`server.dtmf_mode: ${vendor.name} has no "${dtmf}" key: left out`);
 
   const provisioningUrl = template.general.provisioningUrl || s.provisioning.url;
   const purl = new URL(provisioningUrl);
@@ -62,17 +70,18 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     expires: template.server.expires,
     /** for vendors that count the registration in minutes */
     expiresMinutes: Math.max(1, Math.round(template.server.expires / 60)),
-    dtmfMode: map('dtmfMode', template.server.dtmfMode),
-    dtmfModeName: template.server.dtmfMode,
-    /** one switch per way of sending DTMF, for vendors with a flag each */
-    dtmfRfc2833: bool(template.server.dtmfMode.startsWith('rfc2833')),
-    dtmfInband: bool(template.server.dtmfMode === 'inband'),
-    dtmfInfo: bool(template.server.dtmfMode.endsWith('info')),
+    dtmfMode: dtmfMapped ? map('dtmfMode', dtmf) : '',
+    dtmfModeName: dtmf,
+    hasDtmfMode: dtmfMapped,
+    /** the DTMF paths the mode uses: RTP events (RFC 2833), audio in the media stream, SIP INFO */
+    dtmfRfc2833: bool(dtmf === 'rfc2833' || dtmf === 'rfc2833+info'), dtmfRfc2833On: dtmf === 'rfc2833' || dtmf === 'rfc2833+info',
+    dtmfInband: bool(dtmf === 'inband'), dtmfInbandOn: dtmf === 'inband',
+    dtmfInfo: bool(dtmf === 'info' || dtmf === 'rfc2833+info'), dtmfInfoOn: dtmf === 'info' || dtmf === 'rfc2833+info',
+    /** DTMF goes in the media path (RFC 2833 or in-band), not only in SIP INFO */
+    dtmfRtp: bool(dtmf !== 'info'), dtmfRtpOn: dtmf !== 'info',
   };
   const rangeAt = paramTable(vendor, model);
   const paramsOf = (list: ParamList, index: number, module = 1) => rangeAt(list, index, module)?.p ?? null;
-  const leave = leaveOut(vendor, model, template);
-  for (const k of leave) out.warnings.push(`${vendor.name} ${model.id} has no "${k}" key: left out`);
 
   const lines: Dict[] = [];
   // Unprovisioned: line 1 is the phone's own unprov account at [provisioning] sip_server (the
@@ -112,7 +121,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       const localPort = pickPort(l.local_port, device.mac, l.idx);
       const p = paramsOf('lines', l.idx);
       if (p === null) {
-        out.warnings.push(`line ${l.idx}: ${vendor.name} ${model.id} has no "${PARAM_KEY.lines}" key for it: left out`);
+        out.warnings.push(`line ${l.idx}: ${vendor.name} ${model.id} has no "${PARAM_KEY.lines}" key: left out`);
         continue;
       }
       lines.push({
@@ -145,7 +154,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       return null;
     }
     if (at === null) {
-      out.warnings.push(`${where} ${k.index}: ${vendor.name} ${model.id} has no "${PARAM_KEY[list]}" key for it: left out`);
+      out.warnings.push(`${where} ${k.index}: ${vendor.name} ${model.id} has no "${PARAM_KEY[list]}" key: left out`);
       return null;
     }
     const p = at.p;
@@ -205,17 +214,17 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   fill('keys', keys, model.keys);
   fill('progkeys', progkeys, Number.MAX_SAFE_INTEGER);
   const pagingGroups: Dict[] = [];
-  for (const g of unprovisioned || leave.has('paging') ? [] : template.paging) {
+  for (const g of unprovisioned || unsupported.has('paging.group') ? [] : template.paging) {
     const p = paramsOf('paging', g.index);
     if (p === null) {
-      out.warnings.push(`paging group ${g.index}: ${vendor.name} ${model.id} has no "${PARAM_KEY.paging}" key for it: left out`);
+      out.warnings.push(`paging group ${g.index}: ${vendor.name} ${model.id} has no "${PARAM_KEY.paging}" key: left out`);
       continue;
     }
     pagingGroups.push({ ...g, index0: g.index - 1, p });
   }
-  const dirUrl = unprovisioned || leave.has('directory_url') ? '' : template.services.directoryUrl;
+  const dirUrl = unprovisioned || unsupported.has('services.directory_url') ? '' : template.services.directoryUrl;
   const dir = dirUrl ? new URL(dirUrl) : null;
-  const ldapOn = template.ldap.enabled && !leave.has('ldap');
+  const ldapOn = template.ldap.enabled && !unsupported.has('ldap.enabled');
 
   const off = template.datetime.utcOffsetMinutes;
   const sign = off < 0 ? '-' : '+';
@@ -270,7 +279,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       periodicCheckOn: template.general.periodicCheck > 0,
       periodicMinutes: template.general.periodicCheck,
       periodicSeconds: template.general.periodicCheck * 60,
-      ...checkTimeView(leave.has('check_time') ? null : template.general.checkTime, device?.mac ?? ''),
+      ...checkTimeView(unsupported.has('general.check_time') ? null : template.general.checkTime, device?.mac ?? ''),
     },
     sip,
     lines,
@@ -283,8 +292,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       vlan: bool(net.vlanId > 0), vlanOn: net.vlanId > 0, vlanId: net.vlanId, vlanPriority: net.vlanPriority,
       lldp: bool(net.lldp), lldpOn: net.lldp,
       cdp: bool(net.cdp), cdpOn: net.cdp,
-      hasQosSip: net.qosSipDscp !== null && !leave.has('qos_sip_dscp'), qosSipDscp: net.qosSipDscp ?? '', qosSipTos: net.qosSipDscp === null ? '' : net.qosSipDscp << 2,
-      hasQosRtp: net.qosRtpDscp !== null && !leave.has('qos_rtp_dscp'), qosRtpDscp: net.qosRtpDscp ?? '', qosRtpTos: net.qosRtpDscp === null ? '' : net.qosRtpDscp << 2,
+      hasQosSip: net.qosSipDscp !== null && !unsupported.has('network.qos_sip_dscp'), qosSipDscp: net.qosSipDscp ?? '', qosSipTos: net.qosSipDscp === null ? '' : net.qosSipDscp << 2,
+      hasQosRtp: net.qosRtpDscp !== null && !unsupported.has('network.qos_rtp_dscp'), qosRtpDscp: net.qosRtpDscp ?? '', qosRtpTos: net.qosRtpDscp === null ? '' : net.qosRtpDscp << 2,
     },
     datetime: {
       ntpServer1: template.datetime.ntpServer1,
@@ -317,8 +326,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       toneCountry: map('toneCountry', template.phone.toneCountry),
       toneCountryCode: template.phone.toneCountry,
       tones: template.phone.tones.map((t) => ({ name: map('toneName', t.name), value: t.value })),
-      hasTones: template.phone.tones.length > 0 && !leave.has('tones'),
-      hasDialPlan: template.phone.dialPlan !== null && !leave.has('dial_plan'),
+      hasTones: template.phone.tones.length > 0 && !unsupported.has('phone.tone'),
+      hasDialPlan: template.phone.dialPlan !== null && !unsupported.has('phone.dial_plan'),
       /** the digit map as written: (x.T|[2-9]xx) */
       dialPlan: template.phone.dialPlan?.text ?? '',
       /** each alternative with its regular-expression form, for vendors whose dial plans are regular expressions */
@@ -420,32 +429,6 @@ function paramTable(vendor: Vendor, model: VendorModel): (list: ParamList, index
 /** Every range of a list of the model's table (or the default table). */
 function rangesOf(vendor: Vendor, model: VendorModel, list: ParamList): ParamRange[] {
   return vendor.params?.[model.params ?? 'default']?.[list] ?? vendor.params?.default?.[list] ?? [];
-}
-
-/** The template settings this vendor/model cannot take that the template sets. */
-function leaveOut(vendor: Vendor, model: VendorModel, t: Template): Set<LeaveOutKey> {
-  const lo = vendor.leaveOut ?? {};
-  const keys = new Set<LeaveOutKey>([...(lo['*'] ?? []), ...(lo[model.params ?? 'default'] ?? []), ...(lo[model.id] ?? [])]);
-  const set: Record<LeaveOutKey, boolean> = {
-    paging: t.paging.length > 0,
-    ldap: t.ldap.enabled,
-    directory_url: t.services.directoryUrl !== '',
-    dial_plan: t.phone.dialPlan !== null,
-    tones: t.phone.tones.length > 0,
-    tone_country: t.phone.toneCountry !== 'us',
-    rport: t.network.rport,
-    cdp: t.network.cdp,
-    lldp: !t.network.lldp,
-    stun_server: t.network.stunServer !== '',
-    allow_direct_ip_call: t.security.allowDirectIpCall,
-    trusted_server_only: t.security.trustedServerOnly,
-    qos_sip_dscp: t.network.qosSipDscp !== null,
-    qos_rtp_dscp: t.network.qosRtpDscp !== null,
-    check_time: t.general.checkTime !== null,
-    dst: t.datetime.dst !== 'auto',
-    language: t.phone.language !== 'en',
-  };
-  return new Set([...keys].filter((k) => set[k]));
 }
 
 /** A single port, or a deterministic port from a `low-high` range for this device and line. */

@@ -9,11 +9,11 @@ import path from 'node:path';
 import Mustache from 'mustache';
 import { ApsError } from '../errors.js';
 import { macOui, type Mac } from '../mac.js';
-import { KEY_TYPES, LANGUAGES, TONE_COUNTRIES, TRANSPORTS } from '../config/template.js';
-import { LEAVE_OUT_KEYS, PARAM_LISTS, type ParamRange, type VendorData, type VendorFile, type VendorModel } from './types.js';
+import { KEY_TYPES, LANGUAGES, OPTIONAL_KEYS, TONE_COUNTRIES, TRANSPORTS } from '../config/template.js';
+import { PARAM_LISTS, type ParamRange, type RefusedFile, type VendorData, type VendorFile, type VendorModel } from './types.js';
 import { optionType } from '../wire/dhcp-options.js';
 
-export type { VendorData, VendorFile, VendorModel } from './types.js';
+export type { RefusedFile, VendorData, VendorFile, VendorModel } from './types.js';
 
 /** Confidence of an identification, lowest to highest. */
 export const Confidence = { oui: 1, vendorClass: 2, userAgent: 3 } as const;
@@ -23,6 +23,8 @@ export interface Vendor extends VendorData {
   /** template name → template text */
   templates: Map<string, string>;
   compiledFiles: CompiledFile[];
+  /** the refused[] names as patterns */
+  refusedRes: { spec: RefusedFile; re: RegExp }[];
   uaRes: RegExp[];
   modelByKey: Map<string, VendorModel>;
 }
@@ -185,6 +187,18 @@ export class VendorRegistry {
     // literal names (common files) before patterns, so 000000000000.cfg is not taken for a MAC
     return out.sort((a, b) => scopeRank(a.file.scope) - scopeRank(b.file.scope));
   }
+}
+
+/** The vendors that refuse this request name on purpose, with their reasons (served files are not refused). */
+export function refusedBy(reg: VendorRegistry, name: string): { vendor: Vendor; refused: RefusedFile }[] {
+  const out: { vendor: Vendor; refused: RefusedFile }[] = [];
+  const served = new Set(reg.matchFile(name).map((m) => m.file.vendor.id));
+  for (const v of reg.list()) {
+    if (served.has(v.id)) continue;
+    const r = v.refusedRes.find((x) => x.re.test(name));
+    if (r) out.push({ vendor: v, refused: r.spec });
+  }
+  return out;
 }
 
 function scopeRank(s: string): number {
@@ -351,17 +365,9 @@ export function loadVendor(dir: string): Vendor {
   }
   if (!Array.isArray(data.files) || data.files.length === 0) p.check(() => fail('files', 'missing', 'the files the phones ask for'));
   if (!Array.isArray(data.files)) data.files = [];
-  const vendor: Vendor = { ...data, dir, templates, compiledFiles: [], uaRes, modelByKey };
+  const vendor: Vendor = { ...data, dir, templates, compiledFiles: [], refusedRes: [], uaRes, modelByKey };
   const seenNames = new Set<string>();
   data.files.forEach((f, i) => p.check(() => {
-    if (f.absent !== undefined && f.absent !== true) fail(`files[${i}].absent`, 'absent is true or left out');
-    if (f.absent) {
-      if (f.secrets) fail(`files[${i}].secrets`, 'a file aps does not make holds no secrets');
-      if (seenNames.has(f.name)) fail(`files[${i}].name`, `file ${f.name} is listed twice`);
-      seenNames.add(f.name);
-      compileName(f.name, (m) => fail(`files[${i}].name`, m));
-      return; // documented, answered "not found": no compiled file
-    }
     if (!templates.has(f.template)) fail(`files[${i}].template`, `no template "${f.template}"`, `a file templates/${f.template}.mustache`);
     if (f.format !== 'text' && f.format !== 'xml') fail(`files[${i}].format`, `"${f.format}" is not a format`, 'text or xml');
     if (typeof f.secrets !== 'boolean') fail(`files[${i}].secrets`, 'missing', 'true or false');
@@ -371,6 +377,14 @@ export function loadVendor(dir: string): Vendor {
     if (scope === 'model' && !data.models.some((m) => m.code)) fail(`files[${i}].name`, '{code} is used but no model has a code');
     if (f.secrets && scope !== 'device') fail(`files[${i}].secrets`, 'a file without a MAC in its name is served to anyone and cannot hold secrets');
     vendor.compiledFiles.push({ spec: f, vendor, re, scope });
+  }));
+  (data.refused ?? []).forEach((r, i) => p.check(() => {
+    if (!r.why) fail(`refused[${i}].why`, 'missing', 'why aps does not answer this file');
+    if (seenNames.has(r.name)) fail(`refused[${i}].name`, `file ${r.name} is both served and refused`);
+    vendor.refusedRes.push({ spec: r, re: compileName(r.name, (m) => fail(`refused[${i}].name`, m)).re });
+  }));
+  (data.unsupported ?? []).forEach((k, i) => p.check(() => {
+    if (!(k in OPTIONAL_KEYS)) fail(`unsupported[${i}]`, `"${k}" is not a template key that may be left out`, Object.keys(OPTIONAL_KEYS).join(', '));
   }));
   for (const [mapName, keys] of Object.entries(REQUIRED_MAPS)) {
     const map = data.maps?.[mapName];
@@ -391,11 +405,15 @@ export function loadVendor(dir: string): Vendor {
   return vendor;
 }
 
-/** params: named tables of numbered parameter ranges; leaveOut: known keys; models name existing tables. */
+/** params: named tables of numbered parameter ranges (and the keys a model family has no setting for); models name existing tables. */
 function checkParams(data: VendorData, fail: (key: string, message: string, expected?: string) => never, check: (f: () => void) => void): void {
   const tables = data.params ?? {};
   for (const [name, table] of Object.entries(tables)) {
+    (table.unsupported ?? []).forEach((k, i) => check(() => {
+      if (!(k in OPTIONAL_KEYS)) fail(`params.${name}.unsupported[${i}]`, `"${k}" is not a template key that may be left out`, Object.keys(OPTIONAL_KEYS).join(', '));
+    }));
     for (const [list, ranges] of Object.entries(table)) check(() => {
+      if (list === 'unsupported') return;
       const where = `params.${name}.${list}`;
       if (!(PARAM_LISTS as readonly string[]).includes(list)) fail(where, `"${list}" is not a list`, PARAM_LISTS.join(', '));
       if (!Array.isArray(ranges)) fail(where, 'not a list of ranges');
@@ -421,14 +439,6 @@ function checkParams(data: VendorData, fail: (key: string, message: string, expe
   (data.models ?? []).forEach((m, i) => check(() => {
     if (m.params !== undefined && !tables[m.params]) fail(`models[${i}].params`, `no parameter table "${m.params}"`, Object.keys(tables).join(', ') || 'a params entry');
   }));
-  for (const [name, keys] of Object.entries(data.leaveOut ?? {})) {
-    check(() => {
-      if (name !== '*' && !tables[name] && !(data.models ?? []).some((m) => m.id === name)) fail(`leaveOut.${name}`, `"${name}" is neither "*", a parameter table nor a model`);
-    });
-    keys.forEach((k, i) => check(() => {
-      if (!(LEAVE_OUT_KEYS as readonly string[]).includes(k)) fail(`leaveOut.${name}[${i}]`, `"${k}" is not a template key that can be left out`, LEAVE_OUT_KEYS.join(', '));
-    }));
-  }
 }
 
 function compileRe(src: string, fail: (m: string) => never): RegExp {

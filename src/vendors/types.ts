@@ -25,12 +25,6 @@ export interface VendorFile {
   format: FileFormat;
   /** true when the rendered file carries a SIP password, admin password or another secret */
   secrets: boolean;
-  /**
-   * the phone asks for this name, but it is a format aps does not make (a vendor's proprietary
-   * binary): the name is documented and answered "not found", so the phone moves on to the next
-   * file. Such an entry needs no template.
-   */
-  absent?: boolean;
   description?: string;
 }
 
@@ -59,17 +53,16 @@ export interface ParamRange {
 
 export const PARAM_LISTS = ['lines', 'keys', 'moduleKeys', 'progkeys', 'paging'] as const;
 export type ParamList = (typeof PARAM_LISTS)[number];
-export type ParamTable = Partial<Record<ParamList, ParamRange[]>>;
+export type ParamTable = Partial<Record<ParamList, ParamRange[]>> & {
+  /** template keys ("section.key" of OPTIONAL_KEYS) this model family has no setting for, beside the vendor's `unsupported` */
+  unsupported?: string[];
+};
 
-/**
- * Template settings a vendor (or model) cannot take: when a template sets one, the render
- * leaves it out with the warning `<vendor> <model> has no "<key>" key: left out`.
- */
-export const LEAVE_OUT_KEYS = [
-  'paging', 'ldap', 'directory_url', 'dial_plan', 'tones', 'tone_country', 'rport', 'cdp', 'lldp', 'stun_server',
-  'allow_direct_ip_call', 'trusted_server_only', 'qos_sip_dscp', 'qos_rtp_dscp', 'check_time', 'dst', 'language',
-] as const;
-export type LeaveOutKey = (typeof LEAVE_OUT_KEYS)[number];
+export interface RefusedFile {
+  name: string;
+  why: string;
+  source?: string;
+}
 
 export interface VendorClassPattern {
   match: 'exact' | 'prefix' | 'suffix' | 'regex';
@@ -108,10 +101,15 @@ export interface VendorData {
   maps: Record<string, Record<string, string>>;
   /** named parameter tables (see ParamRange); a model picks one by `params`, else "default" */
   params?: Record<string, ParamTable>;
-  /** template settings this vendor cannot take (left out with a warning); per model family by params name: "*" for all */
-  leaveOut?: Record<string, LeaveOutKey[]>;
   resync: { event: string; rebootEvent?: string };
   dhcp?: { answers: DhcpAnswer[] };
+  /**
+   * Files the firmware asks for that aps does not answer on purpose (a 404 is what the phone
+   * should get), each with the reason; the name pattern takes the placeholders of files[].name.
+   */
+  refused?: RefusedFile[];
+  /** template keys ("section.key" of OPTIONAL_KEYS) the vendor has no setting for: left out with a warning */
+  unsupported?: string[];
   /** facts with sources: key -> source tag; and facts not confirmed */
   sources?: Record<string, string>;
   unconfirmed?: string[];
