@@ -11,7 +11,7 @@ import { DEFAULT_TENANT, type Config, type Template } from '../config/index.js';
 import { readTemplate } from '../config/template.js';
 import { parseIni } from '../config/ini-file.js';
 import type { DeviceRow, Store } from '../store/index.js';
-import type { CompiledFile, FileMatch, Vendor, VendorModel, VendorRegistry } from '../vendors/registry.js';
+import { templateFor, type CompiledFile, type FileMatch, type Vendor, type VendorModel, type VendorRegistry } from '../vendors/registry.js';
 import { pinStore } from '../store/pin.js';
 import { buildView } from './view.js';
 import { applyIpMap, compileIpMap } from './ipmap.js';
@@ -133,15 +133,16 @@ export class Renderer {
     const acct = device?.state === 'unprovisioned' ? pinStore(this.deps.store).unprovAccount(device.mac, config.settings.provisioning.unprovPrefix) : undefined;
     const unprov = acct && { account: acct.account, password: acct.secret };
     const view = buildView({ config, vendor, model, tenant, template, device, lines, credentials, unprov }, { warnings });
-    const text = vendor.templates.get(file.spec.template)!;
+    const templateName = templateFor(vendor, file.spec, model);
+    const text = vendor.templates.get(templateName)!;
     let out: string;
     try {
       out = Mustache.render(text, view, (name) => vendor.templates.get(name), {
         escape: file.spec.format === 'xml' ? escapeXml : escapeText,
       });
     } catch (e) {
-      throw new ApsError('APS_ERR_TEMPLATE', `rendering ${vendor.id}/templates/${file.spec.template}.mustache failed: ${(e as Error).message}`, {
-        file: `${vendor.dir}/templates/${file.spec.template}.mustache`,
+      throw new ApsError('APS_ERR_TEMPLATE', `rendering ${vendor.id}/templates/${templateName}.mustache failed: ${(e as Error).message}`, {
+        file: `${vendor.dir}/templates/${templateName}.mustache`,
       });
     }
     out = applyIpMap(out, this.ipMapFor(tenant.id, tenant.ipDnsMap, config.settings.ipDnsMap));

@@ -9,7 +9,8 @@ import { macColon, type Mac } from '../mac.js';
 import type { Config, Extension, Template, Tenant } from '../config/index.js';
 import { parseHostPort } from '../config/fields.js';
 import type { DeviceRow, LineRow } from '../store/index.js';
-import type { Vendor, VendorModel } from '../vendors/registry.js';
+import { familyOf, type Vendor, type VendorModel } from '../vendors/registry.js';
+import type { Lackable } from '../vendors/types.js';
 import type { KeyDef } from '../config/template.js';
 
 export interface ViewInput {
@@ -38,9 +39,13 @@ type Dict = Record<string, unknown>;
 export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }): Dict {
   const { config, vendor, model, tenant, template, device } = input;
   const s = config.settings;
-  const maps = vendor.maps;
+  const family = familyOf(vendor, model);
+  // a family's map of a name replaces the vendor's map of that name
+  const maps = { ...vendor.maps, ...(family?.maps ?? {}) };
   const map = (name: string, value: string): string => maps[name]?.[value] ?? value;
   const bool = (b: boolean) => map('bool', String(b));
+  const hex = (n: number | string) => (n === '' || Number.isNaN(Number(n)) ? '' : '0x' + Number(n).toString(16));
+  const lineIdWidth = family?.lineIdWidth ?? vendor.lineIdWidth ?? 1;
 
   const provisioningUrl = template.general.provisioningUrl || s.provisioning.url;
   const purl = new URL(provisioningUrl);
@@ -51,15 +56,20 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   const sip = {
     registrar,
     port: template.server.port,
+    portHex: hex(template.server.port),
     transport: map('transport', transport),
     transportName: transport,
     transportUpper: transport.toUpperCase(),
     outboundProxy: template.server.outboundProxy,
     outboundProxyHost: proxy ? proxy.host : template.server.outboundProxy,
     outboundProxyPort: proxy ? proxy.port : template.server.outboundProxy ? template.server.port : '',
+    outboundProxyPortHex: hex(proxy ? proxy.port : template.server.outboundProxy ? template.server.port : ''),
     hasOutboundProxy: template.server.outboundProxy !== '',
     expires: template.server.expires,
+    expiresHex: hex(template.server.expires),
   };
+  /** per line: 1-based index, 0-based index0, lineId padded to the vendor's width, first line flag */
+  const lineIds = (idx: number) => ({ index: idx, index0: idx - 1, lineId: String(idx).padStart(lineIdWidth, '0'), first: idx === 1 });
 
   const lines: Dict[] = [];
   // Unprovisioned: line 1 is the phone's own unprov account at [provisioning] sip_server (the
@@ -68,7 +78,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   const unprovisioned = device?.state === 'unprovisioned';
   if (unprovisioned && input.unprov) {
     lines.push({
-      index: 1,
+      ...lineIds(1),
       user: input.unprov.account,
       authUser: input.unprov.account,
       password: input.unprov.password,
@@ -79,6 +89,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       cidSource: map('cidSource', 'from'),
       cidSourceName: 'from',
       localPort: '',
+      localPortHex: '',
       hasLocalPort: false,
       srtp: bool(false),
       srtpOn: false,
@@ -97,7 +108,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       }
       const localPort = pickPort(l.local_port, device.mac, l.idx);
       lines.push({
-        index: l.idx,
+        ...lineIds(l.idx),
         user: ext.number,
         authUser: ext.authUser,
         password: ext.secret,
@@ -107,6 +118,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
         cidSource: map('cidSource', l.cid_source),
         cidSourceName: l.cid_source,
         localPort,
+        localPortHex: hex(localPort),
         hasLocalPort: localPort !== '',
         srtp: bool(l.srtp === 1),
         srtpOn: l.srtp === 1,
@@ -131,8 +143,51 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       [`is_${k.type}`]: true,
     };
   };
+  // what the vendor (or the model's family) cannot take: one warning per setting the template uses
+  const lacks = new Set<Lackable>([...(vendor.lacks ?? []), ...(family?.lacks ?? [])]);
+  // a model without keys (a DECT base, an entry phone) takes no DSS keys at all
+  if (model.keys === 0) lacks.add('dsskeys');
+  if (!vendor.expansionModules?.length) lacks.add('expansion_module');
+  const lacking = (name: Lackable, used: boolean): boolean => {
+    if (!lacks.has(name)) return false;
+    if (used) out.warnings.push(`a ${vendor.name} ${model.id} has no "${name}" key: left out`);
+    return true;
+  };
+  const t = template;
+  lacking('firmware', t.general.firmwareUrl !== '' || t.firmware !== '');
+  lacking('periodic_check', t.general.periodicCheck > 0);
+  lacking('outbound_proxy', t.server.outboundProxy !== '');
+  lacking('expires', t.server.expires !== 3600);
+  lacking('nat', t.network.nat);
+  lacking('rport', t.network.rport);
+  lacking('stun_server', t.network.stunServer !== '');
+  lacking('vlan_id', t.network.vlanId > 0);
+  lacking('lldp', t.network.lldp);
+  lacking('cdp', t.network.cdp);
+  lacking('ntp_server2', t.datetime.ntpServer2 !== '');
+  lacking('time_zone_name', t.datetime.timeZoneName !== '');
+  lacking('dst', t.datetime.dst !== 'auto');
+  lacking('language', t.phone.language !== 'en');
+  lacking('tone_country', t.phone.toneCountry !== 'us');
+  lacking('tones', t.phone.tones.length > 0);
+  const noKeys = lacking('dsskeys', !unprovisioned && t.dsskeys.keys.length > 0);
+  const noModule = lacking('expansion_module', !unprovisioned && t.dsskeys.expansionModule !== 'none');
+  const noProgkeys = lacking('progkeys', !unprovisioned && t.progkeys.length > 0);
+  const noAdmin = lacking('admin_password', !unprovisioned && t.security.adminPassword !== '');
+  lacking('allow_direct_ip_call', t.security.allowDirectIpCall);
+  lacking('trusted_server_only', t.security.trustedServerOnly);
+  const noPaging = lacking('paging', !unprovisioned && t.paging.length > 0);
+  const noDirectory = lacking('directory_url', !unprovisioned && t.services.directoryUrl !== '');
+  const noLdap = lacking('ldap', !unprovisioned && t.ldap.enabled);
+  if (!unprovisioned) {
+    lacking('cid_source', (input.lines ?? []).some((l) => l.cid_source !== 'from'));
+    lacking('local_port', (input.lines ?? []).some((l) => l.local_port !== ''));
+    lacking('srtp', (input.lines ?? []).some((l) => l.srtp === 1));
+  }
+  lacking('provisioning_credentials', !!input.credentials);
+
   const keys: Dict[] = [];
-  for (const k of unprovisioned ? [] : template.dsskeys.keys) {
+  for (const k of unprovisioned || noKeys ? [] : template.dsskeys.keys) {
     if (k.index > model.keys) {
       out.warnings.push(`DSS key ${k.index} is beyond the ${model.keys} keys of a ${vendor.name} ${model.id}: left out`);
       continue;
@@ -140,9 +195,9 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     const v = mapKey(k, 'DSS key');
     if (v) keys.push(v);
   }
-  const moduleDef = vendor.expansionModules?.find((m) => m.id.toLowerCase() === template.dsskeys.expansionModule.toLowerCase());
+  const moduleDef = noModule ? undefined : vendor.expansionModules?.find((m) => m.id.toLowerCase() === template.dsskeys.expansionModule.toLowerCase());
   const expansionCount = template.dsskeys.expansionModule === 'none' ? 0 : template.dsskeys.expansionCount;
-  if (template.dsskeys.expansionModule !== 'none' && !moduleDef) {
+  if (!noModule && template.dsskeys.expansionModule !== 'none' && !moduleDef) {
     out.warnings.push(`expansion module "${template.dsskeys.expansionModule}" is not one of ${vendor.name}'s: keys left out`);
   }
   const moduleKeys: Dict[] = [];
@@ -156,7 +211,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       if (v) moduleKeys.push({ ...v, module: k.module });
     }
   }
-  const progkeys = (unprovisioned ? [] : template.progkeys).map((k) => mapKey(k, 'programmable key')).filter((x): x is Dict => x !== null);
+  const progkeys = (unprovisioned || noProgkeys ? [] : template.progkeys).map((k) => mapKey(k, 'programmable key')).filter((x): x is Dict => x !== null);
 
   const off = template.datetime.utcOffsetMinutes;
   const sign = off < 0 ? '-' : '+';
@@ -168,7 +223,11 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
 
   return {
     vendor: { id: vendor.id, name: vendor.name },
-    model: { id: model.id, code: model.code ?? '', lines: model.lines, keys: model.keys },
+    model: {
+      id: model.id, code: model.code ?? '', lines: model.lines, keys: model.keys, family: model.family ?? '',
+      /** a DECT base: line N is the account of handset N */
+      isBase: model.handsets !== undefined, handsets: model.handsets ?? 0,
+    },
     device: device
       ? {
           mac: device.mac,
@@ -211,8 +270,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     network: {
       nat: bool(net.nat), natOn: net.nat,
       rport: bool(net.rport), rportOn: net.rport,
-      stunServer: net.stunServer, stunHost: stun ? stun.host : net.stunServer, stunPort: stun ? stun.port : 3478, hasStun: net.stunServer !== '',
-      vlan: bool(net.vlanId > 0), vlanOn: net.vlanId > 0, vlanId: net.vlanId, vlanPriority: net.vlanPriority,
+      stunServer: net.stunServer, stunHost: stun ? stun.host : net.stunServer, stunPort: stun ? stun.port : 3478, stunPortHex: hex(stun ? stun.port : 3478), hasStun: net.stunServer !== '',
+      vlan: bool(net.vlanId > 0), vlanOn: net.vlanId > 0, vlanId: net.vlanId, vlanIdHex: hex(net.vlanId), vlanPriority: net.vlanPriority,
       lldp: bool(net.lldp), lldpOn: net.lldp,
       cdp: bool(net.cdp), cdpOn: net.cdp,
     },
@@ -228,6 +287,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       offsetHM: `${sign}${abs / 60 | 0}${abs % 60 ? ':' + mm : ''}`,
       offsetSeconds: off * 60,
       offsetHHMM: `${sign}${hh}:${mm}`,
+      /** the vendor's time-zone value for the offset (maps.timeZone keyed by +1, -5, +5:30), else the offset */
+      timeZone: map('timeZone', `${sign}${abs / 60 | 0}${abs % 60 ? ':' + mm : ''}`),
       dst: map('dst', template.datetime.dst),
       dstName: template.datetime.dst,
       timeZoneName: template.datetime.timeZoneName,
@@ -253,19 +314,19 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     progkeys,
     hasProgkeys: progkeys.length > 0,
     security: {
-      adminPassword: unprovisioned ? '' : template.security.adminPassword,
-      hasAdminPassword: !unprovisioned && template.security.adminPassword !== '',
+      adminPassword: unprovisioned || noAdmin ? '' : template.security.adminPassword,
+      hasAdminPassword: !unprovisioned && !noAdmin && template.security.adminPassword !== '',
       allowDirectIpCall: bool(template.security.allowDirectIpCall),
       allowDirectIpCallOn: template.security.allowDirectIpCall,
       trustedServerOnly: bool(template.security.trustedServerOnly),
       trustedServerOnlyOn: template.security.trustedServerOnly,
     },
     paging: {
-      groups: unprovisioned ? [] : template.paging.map((g) => ({ ...g, index0: g.index - 1 })),
-      hasGroups: !unprovisioned && template.paging.length > 0,
+      groups: unprovisioned || noPaging ? [] : template.paging.map((g) => ({ ...g, index0: g.index - 1 })),
+      hasGroups: !unprovisioned && !noPaging && template.paging.length > 0,
     },
-    services: unprovisioned ? { directoryUrl: '', hasDirectory: false } : { directoryUrl: template.services.directoryUrl, hasDirectory: template.services.directoryUrl !== '' },
-    ldap: unprovisioned
+    services: unprovisioned || noDirectory ? { directoryUrl: '', hasDirectory: false } : { directoryUrl: template.services.directoryUrl, hasDirectory: template.services.directoryUrl !== '' },
+    ldap: unprovisioned || noLdap
       ? { ...template.ldap, user: '', password: '', enabled: bool(false), enabledOn: false }
       : { ...template.ldap, enabled: bool(template.ldap.enabled), enabledOn: template.ldap.enabled },
   };

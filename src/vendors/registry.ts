@@ -10,9 +10,9 @@ import Mustache from 'mustache';
 import { ApsError } from '../errors.js';
 import { macOui, type Mac } from '../mac.js';
 import { KEY_TYPES, LANGUAGES, TONE_COUNTRIES, TRANSPORTS } from '../config/template.js';
-import type { VendorData, VendorFile, VendorModel } from './types.js';
+import { LACKABLE, type VendorData, type VendorFamily, type VendorFile, type VendorModel } from './types.js';
 
-export type { VendorData, VendorFile, VendorModel } from './types.js';
+export type { VendorData, VendorFamily, VendorFile, VendorModel } from './types.js';
 
 /** Confidence of an identification, lowest to highest. */
 export const Confidence = { oui: 1, vendorClass: 2, userAgent: 3 } as const;
@@ -236,6 +236,11 @@ export function loadVendor(dir: string): Vendor {
     if (!m.id) fail(`models[${i}].id`, 'missing');
     if (!Number.isInteger(m.lines) || m.lines < 1) fail(`models[${i}].lines`, `${m.lines} is not a line count`, 'a whole number ≥ 1');
     if (!Number.isInteger(m.keys) || m.keys < 0) fail(`models[${i}].keys`, `${m.keys} is not a key count`, 'a whole number ≥ 0');
+    if (m.handsets !== undefined) {
+      if (!Number.isInteger(m.handsets) || m.handsets < 1) fail(`models[${i}].handsets`, `${m.handsets} is not a handset count`, 'a whole number ≥ 1 (a DECT base)');
+      if (m.lines > m.handsets) fail(`models[${i}].lines`, `${m.lines} lines on a base for ${m.handsets} handsets`, 'at most one line per handset: line N is handset N');
+    }
+    if (m.family !== undefined && !data.families?.[m.family]) fail(`models[${i}].family`, `no family "${m.family}"`, `a key of "families": ${Object.keys(data.families ?? {}).join(', ') || '(none)'}`);
     for (const name of [m.id, ...(m.aliases ?? [])]) {
       const k = modelKey(name);
       const prev = modelByKey.get(k);
@@ -282,9 +287,36 @@ export function loadVendor(dir: string): Vendor {
     if (!map) fail(`maps.${mapName}`, 'missing', `a map for ${keys.join(', ')}`);
     for (const k of keys) if (map![k] === undefined) fail(`maps.${mapName}.${k}`, 'missing', 'the vendor value for it');
   }
-  const keyMap = data.maps?.keyType ?? {};
-  for (const k of Object.keys(keyMap)) {
-    if (!(KEY_TYPES as readonly string[]).includes(k)) fail(`maps.keyType.${k}`, `"${k}" is not a key type`, KEY_TYPES.join(', '));
+  const checkKeyMap = (where: string, keyMap: Record<string, string>) => {
+    for (const k of Object.keys(keyMap)) {
+      if (!(KEY_TYPES as readonly string[]).includes(k)) fail(`${where}.${k}`, `"${k}" is not a key type`, KEY_TYPES.join(', '));
+    }
+  };
+  checkKeyMap('maps.keyType', data.maps?.keyType ?? {});
+  const checkLacks = (where: string, lacks: unknown) => {
+    if (lacks === undefined) return;
+    if (!Array.isArray(lacks)) fail(where, 'not a list', `a list of ${LACKABLE.join(', ')}`);
+    (lacks as string[]).forEach((x, i) => {
+      if (!(LACKABLE as readonly string[]).includes(x)) fail(`${where}[${i}]`, `"${x}" is not a template setting that can be lacked`, LACKABLE.join(', '));
+    });
+  };
+  const checkWidth = (where: string, w: unknown) => {
+    if (w !== undefined && (!Number.isInteger(w) || (w as number) < 1 || (w as number) > 8)) fail(where, `${String(w)} is not a width`, 'a whole number from 1 to 8');
+  };
+  checkLacks('lacks', data.lacks);
+  checkWidth('lineIdWidth', data.lineIdWidth);
+  for (const [fid, fam] of Object.entries(data.families ?? {})) {
+    for (const [from, to] of Object.entries(fam.templates ?? {})) {
+      if (!data.files.some((f) => f.template === from)) fail(`families.${fid}.templates.${from}`, `no file uses the template "${from}"`, 'the template name of one of "files"');
+      if (!templates.has(to)) fail(`families.${fid}.templates.${from}`, `no template "${to}"`, `a file templates/${to}.mustache`);
+    }
+    for (const [mapName, map] of Object.entries(fam.maps ?? {})) {
+      const keys = REQUIRED_MAPS[mapName];
+      if (keys) for (const k of keys) if (map[k] === undefined) fail(`families.${fid}.maps.${mapName}.${k}`, 'missing', 'the vendor value for it');
+      if (mapName === 'keyType') checkKeyMap(`families.${fid}.maps.keyType`, map);
+    }
+    checkLacks(`families.${fid}.lacks`, fam.lacks);
+    checkWidth(`families.${fid}.lineIdWidth`, fam.lineIdWidth);
   }
   if (!data.resync?.event) fail('resync.event', 'missing', 'the SIP NOTIFY event, e.g. check-sync');
   return vendor;
@@ -317,6 +349,16 @@ function compileName(name: string, fail: (m: string) => never): { re: RegExp; sc
     })
     .join('');
   return { re: new RegExp(`^${src}$`), scope };
+}
+
+/** The family a model belongs to, if any. */
+export function familyOf(vendor: VendorData, model: VendorModel | undefined): VendorFamily | undefined {
+  return model?.family ? vendor.families?.[model.family] : undefined;
+}
+
+/** The template a file is rendered from for a model: its family's own, else the file's. */
+export function templateFor(vendor: VendorData, spec: VendorFile, model: VendorModel | undefined): string {
+  return familyOf(vendor, model)?.templates?.[spec.template] ?? spec.template;
 }
 
 /** The request name for a vendor file, given the device MAC and model code. */

@@ -13,7 +13,35 @@ export interface VendorModel {
   keys: number;
   /** expansion modules this model takes, by id */
   expansion?: string[];
+  /** a DECT base: how many handsets it takes. On a base, line N is handset N (lines ≤ handsets). */
+  handsets?: number;
+  /** the model family (a key of VendorData.families) whose templates and value maps this model uses */
+  family?: string;
   description?: string;
+}
+
+/** Template settings a vendor or family cannot take; a template that sets one gets a render warning. */
+export const LACKABLE = [
+  'firmware', 'periodic_check', 'outbound_proxy', 'expires', 'nat', 'rport', 'stun_server', 'vlan_id', 'lldp', 'cdp',
+  'ntp_server2', 'time_zone_name', 'dst', 'language', 'tone_country', 'tones', 'dsskeys', 'expansion_module', 'progkeys',
+  'admin_password', 'allow_direct_ip_call', 'trusted_server_only', 'paging', 'directory_url', 'ldap',
+  'cid_source', 'local_port', 'srtp', 'provisioning_credentials',
+] as const;
+export type Lackable = (typeof LACKABLE)[number];
+
+/**
+ * A family of models of one vendor whose firmware reads another format: its own templates for
+ * some files (file template name -> template name) and its own value maps (a map named here
+ * replaces the vendor's map of that name).
+ */
+export interface VendorFamily {
+  description?: string;
+  templates?: Record<string, string>;
+  maps?: Record<string, Record<string, string>>;
+  /** what this family cannot take (in addition to the vendor's "lacks") */
+  lacks?: Lackable[];
+  /** line ids zero-padded to this many digits (lineId in the view), e.g. 5 for 00001 */
+  lineIdWidth?: number;
 }
 
 export interface VendorFile {
@@ -55,9 +83,15 @@ export interface VendorData {
   models: VendorModel[];
   expansionModules?: { id: string; keys: number }[];
   files: VendorFile[];
-  /** value maps from vendor-neutral values to the vendor's own: bool, transport, keyType, language, toneCountry, cidSource, dst */
+  /** value maps from vendor-neutral values to the vendor's own: bool, transport, keyType, language, toneCountry, cidSource, dst, timeZone (keyed by the UTC offset +1, -5, +5:30) */
   maps: Record<string, Record<string, string>>;
   resync: { event: string; rebootEvent?: string };
+  /** model families with their own templates and maps (VendorModel.family) */
+  families?: Record<string, VendorFamily>;
+  /** template settings no model of this vendor can take: left out with a render warning */
+  lacks?: Lackable[];
+  /** line ids zero-padded to this many digits (lineId in the view) */
+  lineIdWidth?: number;
   dhcp?: { answers: DhcpAnswer[] };
   /** facts with sources: key -> source tag; and facts not confirmed */
   sources?: Record<string, string>;
