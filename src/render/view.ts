@@ -156,6 +156,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   const t = template;
   lacking('firmware', t.general.firmwareUrl !== '' || t.firmware !== '');
   lacking('periodic_check', t.general.periodicCheck > 0);
+  lacking('transport', t.server.transport !== 'udp');
   lacking('outbound_proxy', t.server.outboundProxy !== '');
   lacking('expires', t.server.expires !== 3600);
   lacking('nat', t.network.nat);
