@@ -146,6 +146,7 @@ export class Renderer {
       });
     }
     out = applyIpMap(out, this.ipMapFor(tenant.id, tenant.ipDnsMap, config.settings.ipDnsMap));
+    if (file.spec.lineEnding === 'crlf') out = out.replace(/\r?\n/g, '\r\n');
     const body = Buffer.from(out, 'utf8');
     return {
       body,

@@ -69,7 +69,14 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     expiresHex: hex(template.server.expires),
   };
   /** per line: 1-based index, 0-based index0, lineId padded to the vendor's width, first line flag */
-  const lineIds = (idx: number) => ({ index: idx, index0: idx - 1, lineId: String(idx).padStart(lineIdWidth, '0'), first: idx === 1 });
+  // on a DECT base line N is handset N: comma lists of 1/0 flags with the 1 at N (handsets, lines)
+  const flags = (n: number, at: number) => Array.from({ length: n }, (_, i) => (i + 1 === at ? '1' : '0')).join(',');
+  const lineIds = (idx: number) => ({
+    index: idx, index0: idx - 1, lineId: String(idx).padStart(lineIdWidth, '0'), first: idx === 1,
+    handset: model.handsets !== undefined ? idx : 0,
+    handsetFlags: model.handsets !== undefined ? flags(model.handsets, idx) : '',
+    lineFlags: flags(model.lines, idx),
+  });
 
   const lines: Dict[] = [];
   // Unprovisioned: line 1 is the phone's own unprov account at [provisioning] sip_server (the
@@ -150,7 +157,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   if (!vendor.expansionModules?.length) lacks.add('expansion_module');
   const lacking = (name: Lackable, used: boolean): boolean => {
     if (!lacks.has(name)) return false;
-    if (used) out.warnings.push(`a ${vendor.name} ${model.id} has no "${name}" key: left out`);
+    // said for a device's own file; a common file is rendered from defaults, not from its template
+    if (used && device) out.warnings.push(`a ${vendor.name} ${model.id} has no "${name}" key: left out`);
     return true;
   };
   const t = template;
@@ -249,6 +257,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     },
     server: {
       provisioningUrl,
+      /** the provisioning URL with this device's own credentials as user:password@ (for firmware that takes them only so) */
+      provisioningUrlWithCredentials: input.credentials ? withUserinfo(purl, input.credentials) : provisioningUrl,
       scheme: purl.protocol.replace(':', ''),
       schemeUpper: purl.protocol.replace(':', '').toUpperCase(),
       host: purl.hostname,
@@ -331,6 +341,13 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       ? { ...template.ldap, user: '', password: '', enabled: bool(false), enabledOn: false }
       : { ...template.ldap, enabled: bool(template.ldap.enabled), enabledOn: template.ldap.enabled },
   };
+}
+
+function withUserinfo(url: URL, c: { username: string; password: string }): string {
+  const u = new URL(url.href);
+  u.username = encodeURIComponent(c.username);
+  u.password = encodeURIComponent(c.password);
+  return u.href;
 }
 
 /** A single port, or a deterministic port from a `low-high` range for this device and line. */

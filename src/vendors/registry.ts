@@ -275,6 +275,7 @@ export function loadVendor(dir: string): Vendor {
     if (!templates.has(f.template)) fail(`files[${i}].template`, `no template "${f.template}"`, `a file templates/${f.template}.mustache`);
     if (f.format !== 'text' && f.format !== 'xml') fail(`files[${i}].format`, `"${f.format}" is not a format`, 'text or xml');
     if (typeof f.secrets !== 'boolean') fail(`files[${i}].secrets`, 'missing', 'true or false');
+    if (f.lineEnding !== undefined && f.lineEnding !== 'lf' && f.lineEnding !== 'crlf') fail(`files[${i}].lineEnding`, `"${String(f.lineEnding)}" is not a line ending`, 'lf or crlf');
     if (seenNames.has(f.name)) fail(`files[${i}].name`, `file ${f.name} is listed twice`);
     seenNames.add(f.name);
     const { re, scope } = compileName(f.name, (m) => fail(`files[${i}].name`, m));

@@ -51,6 +51,8 @@ export interface VendorFile {
   format: FileFormat;
   /** true when the rendered file carries a SIP password, admin password or another secret */
   secrets: boolean;
+  /** line ends of the rendered file: lf (default) or crlf (firmware that insists on CR LF) */
+  lineEnding?: 'lf' | 'crlf';
   description?: string;
 }
 
