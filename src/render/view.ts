@@ -158,7 +158,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   const lacking = (name: Lackable, used: boolean): boolean => {
     if (!lacks.has(name)) return false;
     // said for a device's own file; a common file is rendered from defaults, not from its template
-    if (used && device) out.warnings.push(`a ${vendor.name} ${model.id} has no "${name}" key: left out`);
+    if (used && device) out.warnings.push(`${vendor.name} ${model.id} has no "${name}" key: left out`);
     return true;
   };
   const t = template;
@@ -273,6 +273,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       periodicCheckOn: template.general.periodicCheck > 0,
       periodicMinutes: template.general.periodicCheck,
       periodicSeconds: template.general.periodicCheck * 60,
+      /** whole hours, at least 1, for firmware that counts the check interval in hours */
+      periodicHours: Math.max(1, Math.round(template.general.periodicCheck / 60)),
     },
     sip,
     lines,
