@@ -11,7 +11,7 @@ import { DEFAULT_TENANT, type Config, type Template } from '../config/index.js';
 import { readTemplate } from '../config/template.js';
 import { parseIni } from '../config/ini-file.js';
 import type { DeviceRow, Store } from '../store/index.js';
-import { templateFor, type CompiledFile, type FileMatch, type Vendor, type VendorModel, type VendorRegistry } from '../vendors/registry.js';
+import { fileFits, templateFor, type CompiledFile, type FileMatch, type Vendor, type VendorModel, type VendorRegistry } from '../vendors/registry.js';
 import { pinStore } from '../store/pin.js';
 import { buildView } from './view.js';
 import { applyIpMap, compileIpMap } from './ipmap.js';
@@ -125,7 +125,8 @@ export class Renderer {
       template = t ?? defaultTemplate(vendor, model);
       lines = this.deps.store.lines(device.mac);
     } else {
-      model = model ?? vendor.models[0];
+      // a common file is rendered for the first model that asks for it
+      model = model ?? vendor.models.find((m) => fileFits(vendor, file.spec, m)) ?? vendor.models[0];
       template = defaultTemplate(vendor, model);
     }
     const tenant = config.tenants.get(tenantId) ?? config.tenants.get(DEFAULT_TENANT)!;

@@ -164,6 +164,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   const t = template;
   lacking('firmware', t.general.firmwareUrl !== '' || t.firmware !== '');
   lacking('periodic_check', t.general.periodicCheck > 0);
+  lacking('port', t.server.port !== 5060);
   lacking('transport', t.server.transport !== 'udp');
   lacking('outbound_proxy', t.server.outboundProxy !== '');
   lacking('expires', t.server.expires !== 3600);

@@ -164,7 +164,7 @@ export class VendorRegistry {
         const mac = (g.mac ?? g.MAC)?.toLowerCase() as Mac | undefined;
         let model: VendorModel | undefined;
         if (g.code !== undefined) {
-          model = v.models.find((x) => x.code !== undefined && x.code.toLowerCase() === g.code.toLowerCase());
+          model = v.models.find((x) => x.code !== undefined && x.code.toLowerCase() === g.code.toLowerCase() && fileFits(v, cf.spec, x));
           if (!model) continue;
         }
         out.push({ file: cf, mac, model });
@@ -275,11 +275,15 @@ export function loadVendor(dir: string): Vendor {
     if (!templates.has(f.template)) fail(`files[${i}].template`, `no template "${f.template}"`, `a file templates/${f.template}.mustache`);
     if (f.format !== 'text' && f.format !== 'xml') fail(`files[${i}].format`, `"${f.format}" is not a format`, 'text or xml');
     if (typeof f.secrets !== 'boolean') fail(`files[${i}].secrets`, 'missing', 'true or false');
+    (f.families ?? []).forEach((fid, j) => {
+      if (!data.families?.[fid]) fail(`files[${i}].families[${j}]`, `no family "${fid}"`, `a key of "families": ${Object.keys(data.families ?? {}).join(', ') || '(none)'}`);
+    });
     if (f.lineEnding !== undefined && f.lineEnding !== 'lf' && f.lineEnding !== 'crlf') fail(`files[${i}].lineEnding`, `"${String(f.lineEnding)}" is not a line ending`, 'lf or crlf');
     if (seenNames.has(f.name)) fail(`files[${i}].name`, `file ${f.name} is listed twice`);
     seenNames.add(f.name);
     const { re, scope } = compileName(f.name, (m) => fail(`files[${i}].name`, m));
-    if (scope === 'model' && !data.models.some((m) => m.code)) fail(`files[${i}].name`, '{code} is used but no model has a code');
+    if (scope === 'model' && !data.models.some((m) => m.code && fileFits(data, f, m))) fail(`files[${i}].name`, '{code} is used but no model that asks for it has a code');
+    if (!data.models.some((m) => fileFits(data, f, m))) fail(`files[${i}].families`, 'no model asks for this file', 'a family some model belongs to');
     if (f.secrets && scope !== 'device') fail(`files[${i}].secrets`, 'a file without a MAC in its name is served to anyone and cannot hold secrets');
     vendor.compiledFiles.push({ spec: f, vendor, re, scope });
   });
@@ -343,7 +347,7 @@ function compileName(name: string, fail: (m: string) => never): { re: RegExp; sc
       }
       if (p === '{code}') {
         if (scope === 'common') scope = 'model';
-        return '(?<code>[A-Za-z0-9]+)';
+        return '(?<code>[A-Za-z0-9-]+)';
       }
       if (/^\{.*\}$/.test(p)) fail(`unknown placeholder ${p}`);
       return p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -355,6 +359,12 @@ function compileName(name: string, fail: (m: string) => never): { re: RegExp; sc
 /** The family a model belongs to, if any. */
 export function familyOf(vendor: VendorData, model: VendorModel | undefined): VendorFamily | undefined {
   return model?.family ? vendor.families?.[model.family] : undefined;
+}
+
+/** Whether a model asks for this file (files limited to some families are not asked by the others). */
+export function fileFits(vendor: VendorData, spec: VendorFile, model: VendorModel | undefined): boolean {
+  if (!spec.families) return true;
+  return !!model?.family && spec.families.includes(model.family);
 }
 
 /** The template a file is rendered from for a model: its family's own, else the file's. */

@@ -22,7 +22,7 @@ export interface VendorModel {
 
 /** Template settings a vendor or family cannot take; a template that sets one gets a render warning. */
 export const LACKABLE = [
-  'firmware', 'periodic_check', 'transport', 'outbound_proxy', 'expires', 'nat', 'rport', 'stun_server', 'vlan_id', 'lldp', 'cdp',
+  'firmware', 'periodic_check', 'port', 'transport', 'outbound_proxy', 'expires', 'nat', 'rport', 'stun_server', 'vlan_id', 'lldp', 'cdp',
   'ntp_server2', 'time_zone_name', 'dst', 'language', 'tone_country', 'tones', 'dsskeys', 'expansion_module', 'progkeys',
   'admin_password', 'allow_direct_ip_call', 'trusted_server_only', 'paging', 'directory_url', 'ldap',
   'cid_source', 'local_port', 'srtp', 'provisioning_credentials',
@@ -45,7 +45,7 @@ export interface VendorFamily {
 }
 
 export interface VendorFile {
-  /** name pattern: literal text with {mac} (lower-case hex), {MAC} (upper-case hex), {code} (model code) */
+  /** name pattern: literal text with {mac} (lower-case hex), {MAC} (upper-case hex), {code} (model code: letters, digits, -) */
   name: string;
   template: string;
   format: FileFormat;
@@ -53,6 +53,8 @@ export interface VendorFile {
   secrets: boolean;
   /** line ends of the rendered file: lf (default) or crlf (firmware that insists on CR LF) */
   lineEnding?: 'lf' | 'crlf';
+  /** only models of these families ask for this file (default: every model) */
+  families?: string[];
   description?: string;
 }
 
