@@ -67,6 +67,10 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     hasOutboundProxy: template.server.outboundProxy !== '',
     expires: template.server.expires,
     expiresHex: hex(template.server.expires),
+    dtmfMode: map('dtmfMode', template.server.dtmfMode),
+    /** false when the vendor has no value for the template's DTMF mode (then left out) */
+    hasDtmfMode: !!maps.dtmfMode && maps.dtmfMode[template.server.dtmfMode] !== undefined,
+    dtmfModeName: template.server.dtmfMode,
   };
   /** per line: 1-based index, 0-based index0, lineId padded to the vendor's width, first line flag */
   // on a DECT base line N is handset N: comma lists of 1/0 flags with the 1 at N (handsets, lines)
@@ -195,6 +199,13 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     lacking('srtp', (input.lines ?? []).some((l) => l.srtp === 1));
   }
   lacking('provisioning_credentials', !!input.credentials);
+  lacking('qos_sip_dscp', t.network.qosSipDscp !== null);
+  lacking('qos_rtp_dscp', t.network.qosRtpDscp !== null);
+  lacking('check_time', t.general.checkTime !== null);
+  lacking('dial_plan', t.phone.dialPlan !== null);
+  // a vendor whose dtmfMode map lacks the template's mode cannot take that mode
+  const dtmfOk = !lacking('dtmf_mode', t.server.dtmfMode !== 'rfc2833') && (!maps.dtmfMode || maps.dtmfMode[t.server.dtmfMode] !== undefined);
+  if (!dtmfOk && maps.dtmfMode && device && !lacks.has('dtmf_mode')) out.warnings.push(`${vendor.name} ${model.id} has no "dtmf_mode" key: left out (no value for ${t.server.dtmfMode})`);
 
   const keys: Dict[] = [];
   for (const k of unprovisioned || noKeys ? [] : template.dsskeys.keys) {
@@ -276,6 +287,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       periodicSeconds: template.general.periodicCheck * 60,
       /** whole hours, at least 1, for firmware that counts the check interval in hours */
       periodicHours: Math.max(1, Math.round(template.general.periodicCheck / 60)),
+      ...checkTimeView(template.general.checkTime, device?.mac ?? ''),
     },
     sip,
     lines,
@@ -288,6 +300,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       vlan: bool(net.vlanId > 0), vlanOn: net.vlanId > 0, vlanId: net.vlanId, vlanIdHex: hex(net.vlanId), vlanPriority: net.vlanPriority,
       lldp: bool(net.lldp), lldpOn: net.lldp,
       cdp: bool(net.cdp), cdpOn: net.cdp,
+      hasQosSip: net.qosSipDscp !== null, qosSipDscp: net.qosSipDscp ?? '', qosSipTos: net.qosSipDscp === null ? '' : net.qosSipDscp << 2,
+      hasQosRtp: net.qosRtpDscp !== null, qosRtpDscp: net.qosRtpDscp ?? '', qosRtpTos: net.qosRtpDscp === null ? '' : net.qosRtpDscp << 2,
     },
     datetime: {
       ntpServer1: template.datetime.ntpServer1,
@@ -315,6 +329,13 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       toneCountryCode: template.phone.toneCountry,
       tones: template.phone.tones.map((t) => ({ name: map('toneName', t.name), value: t.value })),
       hasTones: template.phone.tones.length > 0,
+      hasDialPlan: template.phone.dialPlan !== null,
+      /** the digit map as written: (x.T|[2-9]xx) */
+      dialPlan: template.phone.dialPlan?.text ?? '',
+      /** each alternative with its regular-expression form, for vendors whose dial plans are regular expressions */
+      dialPlanPatterns: (template.phone.dialPlan?.patterns ?? []).map((p, i) => ({ index: i + 1, source: p.source, regex: p.regex, timer: p.timer, last: i === template.phone.dialPlan!.patterns.length - 1 })),
+      /** the alternatives as one regular expression: ^(?:a|b)$ body without anchors: a|b */
+      dialPlanRegex: (template.phone.dialPlan?.patterns ?? []).map((p) => p.regex).join('|'),
     },
     keys,
     hasKeys: keys.length > 0,
@@ -351,6 +372,27 @@ function withUserinfo(url: URL, c: { username: string; password: string }): stri
   u.username = encodeURIComponent(c.username);
   u.password = encodeURIComponent(c.password);
   return u.href;
+}
+
+/**
+ * The daily check time of one device: the template's time, or a moment in the template's
+ * window picked from the MAC, so that a site's phones spread over the window and each phone
+ * keeps its moment from one render to the next.
+ */
+export function checkTimeView(window: { from: number; to: number } | null, mac: string): Dict {
+  if (!window) return { hasCheckTime: false, checkTime: '', checkHour: '', checkMinute: '', checkTimeFrom: '', checkTimeTo: '' };
+  const span = (window.to - window.from + 1440) % 1440;
+  const h = crypto.createHash('sha256').update(`check/${mac}`).digest().readUInt32BE(0);
+  const at = (window.from + (span === 0 ? 0 : h % (span + 1))) % 1440;
+  const hm = (m: number) => `${String(Math.floor(m / 60)).padStart(2, '0')}:${String(m % 60).padStart(2, '0')}`;
+  return {
+    hasCheckTime: true,
+    checkTime: hm(at),
+    checkHour: Math.floor(at / 60),
+    checkMinute: at % 60,
+    checkTimeFrom: hm(window.from),
+    checkTimeTo: hm(window.to),
+  };
 }
 
 /** A single port, or a deterministic port from a `low-high` range for this device and line. */

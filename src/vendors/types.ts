@@ -26,6 +26,7 @@ export const LACKABLE = [
   'ntp_server2', 'time_zone_name', 'dst', 'language', 'tone_country', 'tones', 'dsskeys', 'expansion_module', 'progkeys',
   'admin_password', 'allow_direct_ip_call', 'trusted_server_only', 'paging', 'directory_url', 'ldap',
   'cid_source', 'local_port', 'srtp', 'provisioning_credentials',
+  'qos_sip_dscp', 'qos_rtp_dscp', 'dtmf_mode', 'dial_plan', 'check_time',
 ] as const;
 export type Lackable = (typeof LACKABLE)[number];
 
