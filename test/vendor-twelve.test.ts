@@ -253,6 +253,48 @@ test('an Alcatel Temporis IP800 gets its <mac>.cfg with an [ account ] block per
   assert.match(r.body, /\npassword = sec212&x\n/);
 });
 
+// ------------------------------------------------------------------------------- DECT bases
+
+test('every DECT base in the catalogue says how many handsets it takes, with no more lines than handsets', () => {
+  const fx = makeFixture();
+  try {
+    const bases = fx.registry.list().flatMap((v) => v.models.filter((m) => m.handsets !== undefined).map((m) => ({ v: v.id, m })));
+    const ids = bases.map((b) => `${b.v}/${b.m.id}`);
+    for (const id of ['gigaset/N510', 'gigaset/N670', 'gigaset/N720', 'gigaset/N870', 'panasonic/KX-TGP550', 'yealink/W52P', 'yealink/W60B', 'yealink/W90DM', 'snom/M300', 'snom/M900']) {
+      if (fx.registry.get(id.split('/')[0])) assert.ok(ids.includes(id), `${id} is not marked as a DECT base`);
+    }
+    for (const b of bases) assert.ok(b.m.lines <= b.m.handsets!, `${b.v}/${b.m.id}: ${b.m.lines} lines for ${b.m.handsets} handsets`);
+    assert.is(fx.registry.model('gigaset', 'N870')!.handsets, 250);
+    assert.is(fx.registry.model('yealink', 'W52P')?.handsets ?? 5, 5);
+  } finally {
+    fx.cleanup();
+  }
+});
+
+// ------------------------------------------------------------------------ every phone, every file
+
+test('every phone here gets every file its model asks for, in boot order, over HTTP (its User-Agent) and over TFTP (its lease)', () => {
+  const fx = makeFixture();
+  try {
+    for (const p of Object.values(PHONES)) {
+      const v = fx.registry.get(p.vendor)!;
+      const m = fx.registry.model(p.vendor, p.model)!;
+      lease(p.mac);
+      for (const cf of v.compiledFiles.filter((c) => fileFits(v, c.spec, m))) {
+        const name = fileNameFor(cf.spec, p.mac as Mac, m.code);
+        const h = get(p, name, cf.spec.secrets);
+        assert.is(h.status, 200, `${p.model} ${name} over HTTP: ${h.body}`);
+        const t = tftpGet(name);
+        assert.ok(t.ok, `${p.model} ${name} over TFTP: ${t.out}`);
+        assert.is(t.body, h.body, `${p.model} ${name}: TFTP and HTTP give the same bytes`);
+        if (cf.spec.secrets) assert.ok(h.body.includes(`sec${p.lines[0]}&`) || h.body.includes('S3cr3t') || h.body.includes('sec' + p.lines[0] + '&amp;'), `${p.model} ${name} carries its line's secret`);
+      }
+    }
+  } finally {
+    fx.cleanup();
+  }
+});
+
 // ------------------------------------------------------------------- every family as its golden file
 
 const OTHER_FAMILIES: { vendor: string; model: string }[] = [
