@@ -16,7 +16,9 @@ import Database from 'better-sqlite3';
 import { curl, startDaemon, type Daemon } from './support/daemon.js';
 import { makeFixture } from './support/fixture-device.js';
 import { GOLDEN_DIR } from './support/paths.js';
-import { fileFits, fileNameFor } from '../src/vendors/registry.js';
+import { fileFits, fileNameFor, loadVendor } from '../src/vendors/registry.js';
+import { isApsError } from '../src/errors.js';
+import { VENDORS_DIR } from './support/paths.js';
 import type { Mac } from '../src/mac.js';
 
 const CREDS = 'phones:Prov;Secret#1';
@@ -268,6 +270,33 @@ test('every DECT base in the catalogue says how many handsets it takes, with no 
     assert.is(fx.registry.model('yealink', 'W52P')?.handsets ?? 5, 5);
   } finally {
     fx.cleanup();
+  }
+});
+
+test('vendor data with a base of more lines than handsets, an unknown family or an unknown lacked setting is refused with file and field', () => {
+  const cases: [(d: Record<string, any>) => void, RegExp][] = [
+    [(d) => { d.models.find((m: { id: string }) => m.id === 'N670').lines = 30; }, /^models\[\d+\]\.lines$/],
+    [(d) => { d.models[0].family = 'nope'; }, /^models\[0\]\.family$/],
+    [(d) => { d.lacks.push('colour'); }, /^lacks\[\d+\]$/],
+    [(d) => { d.files[0].families = ['nope']; }, /^files\[0\]\.families\[0\]$/],
+  ];
+  for (const [change, key] of cases) {
+    const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'aps-vendor-')), 'gigaset');
+    fs.cpSync(path.join(VENDORS_DIR, 'gigaset'), dir, { recursive: true });
+    const data = JSON.parse(fs.readFileSync(path.join(dir, 'vendor.json'), 'utf8'));
+    change(data);
+    fs.writeFileSync(path.join(dir, 'vendor.json'), JSON.stringify(data));
+    try {
+      loadVendor(dir);
+      assert.unreachable('accepted');
+    } catch (e) {
+      if (!isApsError(e)) throw e;
+      assert.is(e.code, 'APS_ERR_VENDOR');
+      assert.match(String(e.context.key), key);
+      assert.match(String(e.context.file), /gigaset\/vendor\.json$/);
+    } finally {
+      fs.rmSync(path.dirname(dir), { recursive: true, force: true });
+    }
   }
 });
 
