@@ -10,8 +10,7 @@ import type { Config, Extension, Template, Tenant } from '../config/index.js';
 import { parseHostPort } from '../config/fields.js';
 import type { DeviceRow, LineRow } from '../store/index.js';
 import { familyOf, type Vendor, type VendorModel } from '../vendors/registry.js';
-import type { Lackable } from '../vendors/types.js';
-import type { KeyDef } from '../config/template.js';
+import { OPTIONAL_KEYS, type KeyDef } from '../config/template.js';
 
 export interface ViewInput {
   /** the device's own HTTP credentials, written into its config so that it proves itself on later fetches */
@@ -46,6 +45,19 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   const bool = (b: boolean) => map('bool', String(b));
   const hex = (n: number | string) => (n === '' || Number.isNaN(Number(n)) ? '' : '0x' + Number(n).toString(16));
   const lineIdWidth = family?.lineIdWidth ?? vendor.lineIdWidth ?? 1;
+  const unprovisioned = device?.state === 'unprovisioned';
+  // what the vendor, or the model's family, has no setting for: left out, one warning per key the template sets
+  const unsupported = new Set([...(vendor.unsupported ?? []), ...(family?.unsupported ?? [])]);
+  // a model without keys (a DECT base, an entry phone) takes no DSS keys; a vendor without modules, no module keys
+  if (model.keys === 0) unsupported.add('dsskeys.keyN');
+  if (!vendor.expansionModules?.length) unsupported.add('dsskeys.expansion_module');
+  const usage = { lines: unprovisioned ? [] : input.lines ?? [], credentials: !!input.credentials, unprovisioned };
+  for (const k of unsupported) {
+    if (OPTIONAL_KEYS[k]?.(template, usage)) out.warnings.push(`${k}: ${vendor.name} has no "${k.split('.')[1]}" key: left out`);
+  }
+  const dtmf = template.server.dtmfMode;
+  const dtmfMapped = !unsupported.has('server.dtmf_mode') && (!maps.dtmfMode || maps.dtmfMode[dtmf] !== undefined);
+  if (!unsupported.has('server.dtmf_mode') && !dtmfMapped) out.warnings.push(`server.dtmf_mode: ${vendor.name} has no "${dtmf}" key: left out`);
 
   const provisioningUrl = template.general.provisioningUrl || s.provisioning.url;
   const purl = new URL(provisioningUrl);
@@ -67,10 +79,15 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     hasOutboundProxy: template.server.outboundProxy !== '',
     expires: template.server.expires,
     expiresHex: hex(template.server.expires),
-    dtmfMode: map('dtmfMode', template.server.dtmfMode),
-    /** false when the vendor has no value for the template's DTMF mode (then left out) */
-    hasDtmfMode: !!maps.dtmfMode && maps.dtmfMode[template.server.dtmfMode] !== undefined,
-    dtmfModeName: template.server.dtmfMode,
+    dtmfMode: dtmfMapped ? map('dtmfMode', dtmf) : '',
+    dtmfModeName: dtmf,
+    hasDtmfMode: dtmfMapped,
+    /** the DTMF paths the mode uses: RTP events (RFC 2833), audio in the media stream, SIP INFO */
+    dtmfRfc2833: bool(dtmf === 'rfc2833' || dtmf === 'rfc2833+info'), dtmfRfc2833On: dtmf === 'rfc2833' || dtmf === 'rfc2833+info',
+    dtmfInband: bool(dtmf === 'inband'), dtmfInbandOn: dtmf === 'inband',
+    dtmfInfo: bool(dtmf === 'info' || dtmf === 'rfc2833+info'), dtmfInfoOn: dtmf === 'info' || dtmf === 'rfc2833+info',
+    /** DTMF goes in the media path (RFC 2833 or in-band), not only in SIP INFO */
+    dtmfRtp: bool(dtmf !== 'info'), dtmfRtpOn: dtmf !== 'info',
   };
   /** per line: 1-based index, 0-based index0, lineId padded to the vendor's width, first line flag */
   // on a DECT base line N is handset N: comma lists of 1/0 flags with the 1 at N (handsets, lines)
@@ -86,7 +103,6 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   // Unprovisioned: line 1 is the phone's own unprov account at [provisioning] sip_server (the
   // template's port, transport and proxy), and nothing of value from the template: no other
   // line, no keys, no paging, directory or LDAP, no admin password.
-  const unprovisioned = device?.state === 'unprovisioned';
   if (unprovisioned && input.unprov) {
     lines.push({
       ...lineIds(1),
@@ -154,58 +170,13 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       [`is_${k.type}`]: true,
     };
   };
-  // what the vendor (or the model's family) cannot take: one warning per setting the template uses
-  const lacks = new Set<Lackable>([...(vendor.lacks ?? []), ...(family?.lacks ?? [])]);
-  // a model without keys (a DECT base, an entry phone) takes no DSS keys at all
-  if (model.keys === 0) lacks.add('dsskeys');
-  if (!vendor.expansionModules?.length) lacks.add('expansion_module');
-  const lacking = (name: Lackable, used: boolean): boolean => {
-    if (!lacks.has(name)) return false;
-    // said for a device's own file; a common file is rendered from defaults, not from its template
-    if (used && device) out.warnings.push(`${vendor.name} ${model.id} has no "${name}" key: left out`);
-    return true;
-  };
-  const t = template;
-  lacking('firmware', t.general.firmwareUrl !== '' || t.firmware !== '');
-  lacking('periodic_check', t.general.periodicCheck > 0);
-  lacking('port', t.server.port !== 5060);
-  lacking('transport', t.server.transport !== 'udp');
-  lacking('outbound_proxy', t.server.outboundProxy !== '');
-  lacking('expires', t.server.expires !== 3600);
-  lacking('nat', t.network.nat);
-  lacking('rport', t.network.rport);
-  lacking('stun_server', t.network.stunServer !== '');
-  lacking('vlan_id', t.network.vlanId > 0);
-  lacking('lldp', t.network.lldp);
-  lacking('cdp', t.network.cdp);
-  lacking('ntp_server2', t.datetime.ntpServer2 !== '');
-  lacking('time_zone_name', t.datetime.timeZoneName !== '');
-  lacking('dst', t.datetime.dst !== 'auto');
-  lacking('language', t.phone.language !== 'en');
-  lacking('tone_country', t.phone.toneCountry !== 'us');
-  lacking('tones', t.phone.tones.length > 0);
-  const noKeys = lacking('dsskeys', !unprovisioned && t.dsskeys.keys.length > 0);
-  const noModule = lacking('expansion_module', !unprovisioned && t.dsskeys.expansionModule !== 'none');
-  const noProgkeys = lacking('progkeys', !unprovisioned && t.progkeys.length > 0);
-  const noAdmin = lacking('admin_password', !unprovisioned && t.security.adminPassword !== '');
-  lacking('allow_direct_ip_call', t.security.allowDirectIpCall);
-  lacking('trusted_server_only', t.security.trustedServerOnly);
-  const noPaging = lacking('paging', !unprovisioned && t.paging.length > 0);
-  const noDirectory = lacking('directory_url', !unprovisioned && t.services.directoryUrl !== '');
-  const noLdap = lacking('ldap', !unprovisioned && t.ldap.enabled);
-  if (!unprovisioned) {
-    lacking('cid_source', (input.lines ?? []).some((l) => l.cid_source !== 'from'));
-    lacking('local_port', (input.lines ?? []).some((l) => l.local_port !== ''));
-    lacking('srtp', (input.lines ?? []).some((l) => l.srtp === 1));
-  }
-  lacking('provisioning_credentials', !!input.credentials);
-  lacking('qos_sip_dscp', t.network.qosSipDscp !== null);
-  lacking('qos_rtp_dscp', t.network.qosRtpDscp !== null);
-  lacking('check_time', t.general.checkTime !== null);
-  lacking('dial_plan', t.phone.dialPlan !== null);
-  // a vendor whose dtmfMode map lacks the template's mode cannot take that mode
-  const dtmfOk = !lacking('dtmf_mode', t.server.dtmfMode !== 'rfc2833') && (!maps.dtmfMode || maps.dtmfMode[t.server.dtmfMode] !== undefined);
-  if (!dtmfOk && maps.dtmfMode && device && !lacks.has('dtmf_mode')) out.warnings.push(`${vendor.name} ${model.id} has no "dtmf_mode" key: left out (no value for ${t.server.dtmfMode})`);
+  const noKeys = unsupported.has('dsskeys.keyN');
+  const noModule = unsupported.has('dsskeys.expansion_module');
+  const noProgkeys = unsupported.has('progkeys.keyN');
+  const noAdmin = unsupported.has('security.admin_password');
+  const noPaging = unsupported.has('paging.groupN');
+  const noDirectory = unsupported.has('services.directory_url');
+  const noLdap = unsupported.has('ldap.enabled');
 
   const keys: Dict[] = [];
   for (const k of unprovisioned || noKeys ? [] : template.dsskeys.keys) {

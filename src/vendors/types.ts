@@ -20,15 +20,6 @@ export interface VendorModel {
   description?: string;
 }
 
-/** Template settings a vendor or family cannot take; a template that sets one gets a render warning. */
-export const LACKABLE = [
-  'firmware', 'periodic_check', 'port', 'transport', 'outbound_proxy', 'expires', 'nat', 'rport', 'stun_server', 'vlan_id', 'lldp', 'cdp',
-  'ntp_server2', 'time_zone_name', 'dst', 'language', 'tone_country', 'tones', 'dsskeys', 'expansion_module', 'progkeys',
-  'admin_password', 'allow_direct_ip_call', 'trusted_server_only', 'paging', 'directory_url', 'ldap',
-  'cid_source', 'local_port', 'srtp', 'provisioning_credentials',
-  'qos_sip_dscp', 'qos_rtp_dscp', 'dtmf_mode', 'dial_plan', 'check_time',
-] as const;
-export type Lackable = (typeof LACKABLE)[number];
 
 /**
  * A family of models of one vendor whose firmware reads another format: its own templates for
@@ -39,8 +30,8 @@ export interface VendorFamily {
   description?: string;
   templates?: Record<string, string>;
   maps?: Record<string, Record<string, string>>;
-  /** what this family cannot take (in addition to the vendor's "lacks") */
-  lacks?: Lackable[];
+  /** template keys ("section.key" of OPTIONAL_KEYS) this family has no setting for, in addition to the vendor's "unsupported" */
+  unsupported?: string[];
   /** line ids zero-padded to this many digits (lineId in the view), e.g. 5 for 00001 */
   lineIdWidth?: number;
 }
@@ -57,6 +48,12 @@ export interface VendorFile {
   /** only models of these families ask for this file (default: every model) */
   families?: string[];
   description?: string;
+}
+
+export interface RefusedFile {
+  name: string;
+  why: string;
+  source?: string;
 }
 
 export interface VendorClassPattern {
@@ -93,11 +90,16 @@ export interface VendorData {
   resync: { event: string; rebootEvent?: string };
   /** model families with their own templates and maps (VendorModel.family) */
   families?: Record<string, VendorFamily>;
-  /** template settings no model of this vendor can take: left out with a render warning */
-  lacks?: Lackable[];
   /** line ids zero-padded to this many digits (lineId in the view) */
   lineIdWidth?: number;
   dhcp?: { answers: DhcpAnswer[] };
+  /**
+   * Files the firmware asks for that aps does not answer on purpose (a 404 is what the phone
+   * should get), each with the reason; the name pattern takes the placeholders of files[].name.
+   */
+  refused?: RefusedFile[];
+  /** template keys ("section.key" of OPTIONAL_KEYS) the vendor has no setting for: left out with a warning */
+  unsupported?: string[];
   /** facts with sources: key -> source tag; and facts not confirmed */
   sources?: Record<string, string>;
   unconfirmed?: string[];
