@@ -300,6 +300,40 @@ test('vendor data with a base of more lines than handsets, an unknown family or 
   }
 });
 
+// ------------------------------------------------------------------------------ peer samples
+
+function readTsv(file: string): Record<string, string>[] {
+  if (!fs.existsSync(file)) return [];
+  const [head, ...rows] = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() && !l.startsWith('#'));
+  const cols = head.split('\t');
+  return rows.map((r) => Object.fromEntries(r.split('\t').map((v, i) => [cols[i], v])));
+}
+
+for (const id of ['gigaset', 'panasonic', 'audiocodes', 'alcatel']) {
+  test(`${id}: every OUI sample identifies to it, and every file name its phones ask for is served or refused on purpose (named in the README)`, () => {
+    const fx = makeFixture();
+    try {
+      const v = fx.registry.get(id)!;
+      for (const s of readTsv(path.join(v.dir, 'samples/ouis.tsv'))) {
+        assert.equal(fx.registry.identify({ mac: (s.oui + '123456') as Mac }).map((i) => i.vendor), [id], s.oui);
+      }
+      const readme = fs.readFileSync(path.join(v.dir, 'README.md'), 'utf8');
+      const at = readme.indexOf('## Files asked for at boot that aps refuses on purpose');
+      assert.ok(at >= 0, 'README has no section on refused files');
+      const mac = v.ouis[0] + 'a1b2c3';
+      for (const s of readTsv(path.join(v.dir, 'samples/filenames.tsv'))) {
+        const name = s.filename.replace('{mac}', mac).replace('{MAC}', mac.toUpperCase());
+        const served = fx.registry.matchFile(name).some((m) => m.file.vendor.id === id);
+        const refused = (v.refused ?? []).some((r) => r.name === s.filename);
+        assert.ok(served !== refused, `${s.filename}: served ${served}, refused ${refused}`);
+        if (refused) assert.ok(readme.slice(at).includes('`' + s.filename + '`'), `${s.filename} is refused but the README does not name it`);
+      }
+    } finally {
+      fx.cleanup();
+    }
+  });
+}
+
 // ------------------------------------------------------------------------ every phone, every file
 
 test('every phone here gets every file its model asks for, in boot order, over HTTP (its User-Agent) and over TFTP (its lease)', () => {
