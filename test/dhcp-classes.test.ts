@@ -395,6 +395,46 @@ const CLIENTS: Client[] = [
     },
   },
   {
+    what: 'a Gigaset N510 base (class N510_IP_PRO) option 114 = the provisioning URL, and nothing else',
+    mac: '7c:2f:80:12:34:56',
+    vendorClass: 'N510_IP_PRO',
+    check(env) {
+      leased(env);
+      assert.is(env.get('new_default_url'), SITE.url);
+      only(env, ['new_default_url']);
+    },
+  },
+  {
+    what: 'a Panasonic phone (class Panasonic) option 66 = the provisioning URL',
+    mac: '00:80:f0:12:34:56',
+    vendorClass: 'Panasonic',
+    check(env) {
+      leased(env);
+      assert.is(env.get('new_tftp_server_name'), SITE.url);
+      only(env, ['new_tftp_server_name']);
+    },
+  },
+  {
+    what: 'an AudioCodes phone (AudioCodes MAC, no vendor class) option 160 = the provisioning URL',
+    mac: '00:90:8f:12:34:56',
+    check(env) {
+      leased(env);
+      assert.is(env.get('new_aps160'), SITE.url);
+      only(env, ['new_aps160']);
+    },
+  },
+  {
+    what: 'an ALE 8028s in SIP mode (class alcatel.sip.0) option 43 with sub-option 67 = the provisioning URL',
+    mac: '48:7a:55:12:34:56',
+    vendorClass: 'alcatel.sip.0',
+    check(env) {
+      leased(env);
+      const subs = subOptions(dhclientHex(env.get('new_vendor_encapsulated_options') ?? ''));
+      assert.equal([...subs], [[67, SITE.url]], 'option 43 sub-options');
+      only(env, ['new_vendor_encapsulated_options']);
+    },
+  },
+  {
     what: 'a client that is no phone (MAC 02:00:00:00:00:01, no vendor class) an address and no provisioning option',
     mac: '02:00:00:00:00:01',
     check(env) {

@@ -24,7 +24,7 @@ import { Renderer } from '../src/render/index.js';
 import { getHeader, parseCSeq } from '../src/wire/sip.js';
 import { Store } from '../src/store/index.js';
 import { pinStore } from '../src/store/pin.js';
-import { VendorRegistry, fileNameFor } from '../src/vendors/registry.js';
+import { VendorRegistry, fileFits, fileNameFor } from '../src/vendors/registry.js';
 import { copyFixtureConfig } from './support/daemon.js';
 import { ROOT, VENDORS_DIR } from './support/paths.js';
 import { fakeManager, udpPhone } from './support/pin-peers.js';
@@ -567,7 +567,7 @@ test('every vendor: an unprovisioned phone\'s files register line 1 as its unpro
       w.store.db.prepare('UPDATE unprov_accounts SET secret = ? WHERE mac = ?').run('UnpR0v-Secret_' + v.id, mac);
       const model = registry.model(v.id, t.model)!;
       let sawAccount = false;
-      for (const cf of v.compiledFiles.filter((f) => f.scope === 'device')) {
+      for (const cf of v.compiledFiles.filter((f) => f.scope === 'device' && fileFits(v, f.spec, model))) {
         const name = fileNameFor(cf.spec, mac, model.code);
         const body = renderer.renderUncached(cf, model, w.store.device(mac)).body.toString();
         for (const leak of ['Adm1n', 'Ld4p', 'S3cr3t', 'bobsecret']) assert.not.ok(body.includes(leak), `${v.id}/${name} carries ${leak}`);

@@ -19,31 +19,56 @@ export const DTMF_MODES = ['rfc2833', 'inband', 'info', 'rfc2833+info'] as const
 export type DtmfMode = (typeof DTMF_MODES)[number];
 export type Transport = (typeof TRANSPORTS)[number];
 
+/** What a render uses besides the template: the device's lines, whether it has its own credentials. */
+export interface OptionalUsage {
+  lines: { cid_source: string; local_port: string; srtp: number }[];
+  credentials: boolean;
+  unprovisioned: boolean;
+}
+
 /**
- * Template keys a vendor may declare it has no setting for (vendor.json "unsupported"), each
- * with the test of whether a template sets it: a template that does gets a render warning.
+ * Template keys a vendor (or a model family) may declare it has no setting for (vendor.json
+ * "unsupported"), each with the test of whether a render uses it: one that does gets a render
+ * warning. `keyN` / `groupN` stand for every numbered key; `line.*` are the line settings of
+ * `apsctl line set`, `provisioning.credentials` the device's own HTTP credentials.
  */
-export const OPTIONAL_KEYS: Record<string, (t: Template) => boolean> = {
+export const OPTIONAL_KEYS: Record<string, (t: Template, u?: OptionalUsage) => boolean> = {
   'general.check_time': (t) => t.general.checkTime !== null,
+  'general.firmware_url': (t) => t.general.firmwareUrl !== '' || t.firmware !== '',
+  'general.periodic_check': (t) => t.general.periodicCheck > 0,
   'server.dtmf_mode': (t) => t.server.dtmfMode !== 'rfc2833',
+  'server.port': (t) => t.server.port !== 5060,
+  'server.transport': (t) => t.server.transport !== 'udp',
+  'server.outbound_proxy': (t) => t.server.outboundProxy !== '',
+  'server.expires': (t) => t.server.expires !== 3600,
   'network.qos_sip_dscp': (t) => t.network.qosSipDscp !== null,
   'network.qos_rtp_dscp': (t) => t.network.qosRtpDscp !== null,
+  'network.nat': (t) => t.network.nat,
   'network.rport': (t) => t.network.rport,
   'network.stun_server': (t) => t.network.stunServer !== '',
+  'network.vlan_id': (t) => t.network.vlanId > 0,
+  'network.lldp': (t) => t.network.lldp,
   'network.cdp': (t) => t.network.cdp,
   'datetime.ntp_server2': (t) => t.datetime.ntpServer2 !== '',
   'datetime.time_zone_name': (t) => t.datetime.timeZoneName !== '',
-  'phone.dial_plan': (t) => t.phone.dialPlan !== null,
-  'phone.tone': (t) => t.phone.tones.length > 0,
-  'phone.tone_country': (t) => t.phone.toneCountry !== 'us',
-  'phone.language': (t) => t.phone.language !== 'en',
   'datetime.dst': (t) => t.datetime.dst !== 'auto',
-  'network.lldp': (t) => !t.network.lldp,
+  'phone.language': (t) => t.phone.language !== 'en',
+  'phone.tone_country': (t) => t.phone.toneCountry !== 'us',
+  'phone.tones': (t) => t.phone.tones.length > 0,
+  'phone.dial_plan': (t) => t.phone.dialPlan !== null,
+  'dsskeys.keyN': (t, u) => !u?.unprovisioned && t.dsskeys.keys.length > 0,
+  'dsskeys.expansion_module': (t, u) => !u?.unprovisioned && t.dsskeys.expansionModule !== 'none',
+  'progkeys.keyN': (t, u) => !u?.unprovisioned && t.progkeys.length > 0,
+  'security.admin_password': (t, u) => !u?.unprovisioned && t.security.adminPassword !== '',
   'security.allow_direct_ip_call': (t) => t.security.allowDirectIpCall,
   'security.trusted_server_only': (t) => t.security.trustedServerOnly,
-  'paging.group': (t) => t.paging.length > 0,
-  'services.directory_url': (t) => t.services.directoryUrl !== '',
-  'ldap.enabled': (t) => t.ldap.enabled,
+  'paging.groupN': (t, u) => !u?.unprovisioned && t.paging.length > 0,
+  'services.directory_url': (t, u) => !u?.unprovisioned && t.services.directoryUrl !== '',
+  'ldap.enabled': (t, u) => !u?.unprovisioned && t.ldap.enabled,
+  'line.cid_source': (_t, u) => !!u?.lines.some((l) => l.cid_source !== 'from'),
+  'line.local_port': (_t, u) => !!u?.lines.some((l) => l.local_port !== ''),
+  'line.srtp': (_t, u) => !!u?.lines.some((l) => l.srtp === 1),
+  'provisioning.credentials': (_t, u) => !!u?.credentials,
 };
 
 export interface KeyDef {

@@ -12,7 +12,7 @@ import { DEFAULT_TENANT, type Config, type Template } from '../config/index.js';
 import { readTemplate } from '../config/template.js';
 import { parseIni } from '../config/ini-file.js';
 import type { DeviceRow, Store } from '../store/index.js';
-import type { CompiledFile, FileMatch, Vendor, VendorModel, VendorRegistry } from '../vendors/registry.js';
+import { fileFits, templateFor, type CompiledFile, type FileMatch, type Vendor, type VendorModel, type VendorRegistry } from '../vendors/registry.js';
 import { pinStore } from '../store/pin.js';
 import { buildView } from './view.js';
 import { applyIpMap, compileIpMap } from './ipmap.js';
@@ -126,7 +126,9 @@ export class Renderer {
       template = t ?? defaultTemplate(vendor, model);
       lines = this.deps.store.lines(device.mac);
     } else {
-      model = model ?? defaultModel(vendor).model;
+      // a common file is rendered for the vendor's default model, or the first model that asks for it
+      const dm = defaultModel(vendor).model;
+      model = model ?? (fileFits(vendor, file.spec, dm) ? dm : vendor.models.find((m) => fileFits(vendor, file.spec, m)) ?? dm);
       template = defaultTemplate(vendor, model);
     }
     const tenant = config.tenants.get(tenantId) ?? config.tenants.get(DEFAULT_TENANT)!;
@@ -134,18 +136,20 @@ export class Renderer {
     const acct = device?.state === 'unprovisioned' ? pinStore(this.deps.store).unprovAccountOf(device.mac, config.settings.provisioning.unprovPrefix) : undefined;
     const unprov = acct && { account: acct.account, password: acct.secret };
     const view = buildView({ config, vendor, model, tenant, template, device, lines, credentials, unprov }, { warnings });
-    const text = vendor.templates.get(file.spec.template)!;
+    const templateName = templateFor(vendor, file.spec, model);
+    const text = vendor.templates.get(templateName)!;
     let out: string;
     try {
       out = Mustache.render(text, view, (name) => vendor.templates.get(name), {
         escape: file.spec.format === 'xml' ? escapeXml : escapeText,
       });
     } catch (e) {
-      throw new ApsError('APS_ERR_TEMPLATE', `rendering ${vendor.id}/templates/${file.spec.template}.mustache failed: ${(e as Error).message}`, {
-        file: `${vendor.dir}/templates/${file.spec.template}.mustache`,
+      throw new ApsError('APS_ERR_TEMPLATE', `rendering ${vendor.id}/templates/${templateName}.mustache failed: ${(e as Error).message}`, {
+        file: `${vendor.dir}/templates/${templateName}.mustache`,
       });
     }
     out = applyIpMap(out, this.ipMapFor(tenant.id, tenant.ipDnsMap, config.settings.ipDnsMap));
+    if (file.spec.lineEnding === 'crlf') out = out.replace(/\r?\n/g, '\r\n');
     const body = Buffer.from(out, 'utf8');
     return {
       body,

@@ -9,7 +9,7 @@ import { macColon, type Mac } from '../mac.js';
 import type { Config, Extension, Template, Tenant } from '../config/index.js';
 import { parseHostPort } from '../config/fields.js';
 import type { DeviceRow, LineRow } from '../store/index.js';
-import type { Vendor, VendorModel } from '../vendors/registry.js';
+import { familyOf, type Vendor, type VendorModel } from '../vendors/registry.js';
 import type { ParamList, ParamRange } from '../vendors/types.js';
 import { OPTIONAL_KEYS, type KeyDef } from '../config/template.js';
 
@@ -39,13 +39,25 @@ type Dict = Record<string, unknown>;
 export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }): Dict {
   const { config, vendor, model, tenant, template, device } = input;
   const s = config.settings;
-  const maps = vendor.maps;
+  const family = familyOf(vendor, model);
+  // a family's map of a name replaces the vendor's map of that name
+  const maps = { ...vendor.maps, ...(family?.maps ?? {}) };
   const map = (name: string, value: string): string => maps[name]?.[value] ?? value;
   const bool = (b: boolean) => map('bool', String(b));
-  // the vendor's keys without a setting, and those of the model's parameter table (a model family)
-  const unsupported = new Set([...(vendor.unsupported ?? []), ...(vendor.params?.[model.params ?? 'default']?.unsupported ?? [])]);
+  const hex = (n: number | string) => (n === '' || Number.isNaN(Number(n)) ? '' : '0x' + Number(n).toString(16));
+  const lineIdWidth = family?.lineIdWidth ?? vendor.lineIdWidth ?? 1;
+  // A disabled phone gets nothing of value either, and not even its unprov account: for the
+  // templates both are `unprovisioned` (everything of value left out); `disabled` tells them apart.
+  const disabled = device?.state === 'disabled';
+  const unprovisioned = device?.state === 'unprovisioned' || disabled;
+  // what the vendor, the model's family or its parameter table has no setting for: left out, one warning per key the template sets
+  const unsupported = new Set([...(vendor.unsupported ?? []), ...(family?.unsupported ?? []), ...(vendor.params?.[model.params ?? 'default']?.unsupported ?? [])]);
+  // a model without keys (a DECT base, an entry phone) takes no DSS keys; a vendor without modules, no module keys
+  if (model.keys === 0) unsupported.add('dsskeys.keyN');
+  if (!vendor.expansionModules?.length) unsupported.add('dsskeys.expansion_module');
+  const usage = { lines: unprovisioned ? [] : input.lines ?? [], credentials: !!input.credentials, unprovisioned };
   for (const k of unsupported) {
-    if (OPTIONAL_KEYS[k]?.(template)) out.warnings.push(`${k}: ${vendor.name} has no "${k.split('.')[1]}" key: left out`);
+    if (OPTIONAL_KEYS[k]?.(template, usage)) out.warnings.push(`${k}: ${vendor.name} has no "${k.split('.')[1]}" key: left out`);
   }
   const dtmf = template.server.dtmfMode;
   const dtmfMapped = !unsupported.has('server.dtmf_mode') && (!maps.dtmfMode || maps.dtmfMode[dtmf] !== undefined);
@@ -60,16 +72,19 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   const sip = {
     registrar,
     port: template.server.port,
+    portHex: hex(template.server.port),
     transport: map('transport', transport),
     transportName: transport,
     transportUpper: transport.toUpperCase(),
     outboundProxy: template.server.outboundProxy,
     outboundProxyHost: proxy ? proxy.host : template.server.outboundProxy,
     outboundProxyPort: proxy ? proxy.port : template.server.outboundProxy ? template.server.port : '',
+    outboundProxyPortHex: hex(proxy ? proxy.port : template.server.outboundProxy ? template.server.port : ''),
     hasOutboundProxy: template.server.outboundProxy !== '',
     expires: template.server.expires,
     /** for vendors that count the registration in minutes */
     expiresMinutes: Math.max(1, Math.round(template.server.expires / 60)),
+    expiresHex: hex(template.server.expires),
     dtmfMode: dtmfMapped ? map('dtmfMode', dtmf) : '',
     dtmfModeName: dtmf,
     hasDtmfMode: dtmfMapped,
@@ -82,18 +97,23 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   };
   const rangeAt = paramTable(vendor, model);
   const paramsOf = (list: ParamList, index: number, module = 1) => rangeAt(list, index, module)?.p ?? null;
+  /** per line: 1-based index, 0-based index0, lineId padded to the vendor's width, first line flag */
+  // on a DECT base line N is handset N: comma lists of 1/0 flags with the 1 at N (handsets, lines)
+  const flags = (n: number, at: number) => Array.from({ length: n }, (_, i) => (i + 1 === at ? '1' : '0')).join(',');
+  const lineIds = (idx: number) => ({
+    index: idx, index0: idx - 1, lineId: String(idx).padStart(lineIdWidth, '0'), first: idx === 1,
+    handset: model.handsets !== undefined ? idx : 0,
+    handsetFlags: model.handsets !== undefined ? flags(model.handsets, idx) : '',
+    lineFlags: flags(model.lines, idx),
+  });
 
   const lines: Dict[] = [];
   // Unprovisioned: line 1 is the phone's own unprov account at [provisioning] sip_server (the
   // template's port, transport and proxy), and nothing of value from the template: no other
   // line, no keys, no paging, directory or LDAP, no admin password.
-  // A disabled phone gets nothing of value either, and not even its unprov account: for the
-  // templates both are `unprovisioned` (everything of value left out); `disabled` tells them apart.
-  const disabled = device?.state === 'disabled';
-  const unprovisioned = device?.state === 'unprovisioned' || disabled;
   if (unprovisioned && !disabled && input.unprov) {
     lines.push({
-      index: 1,
+      ...lineIds(1),
       p: paramsOf('lines', 1) ?? {},
       user: input.unprov.account,
       authUser: input.unprov.account,
@@ -105,6 +125,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       cidSource: map('cidSource', 'from'),
       cidSourceName: 'from',
       localPort: '',
+      localPortHex: '',
       hasLocalPort: false,
       srtp: bool(false),
       srtpOn: false,
@@ -128,8 +149,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
         continue;
       }
       lines.push({
+        ...lineIds(l.idx),
         p,
-        index: l.idx,
         user: ext.number,
         authUser: ext.authUser,
         password: ext.secret,
@@ -139,6 +160,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
         cidSource: map('cidSource', l.cid_source),
         cidSourceName: l.cid_source,
         localPort,
+        localPortHex: hex(localPort),
         hasLocalPort: localPort !== '',
         srtp: bool(l.srtp === 1),
         srtpOn: l.srtp === 1,
@@ -183,8 +205,16 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     }
     return k.value;
   };
+  const noKeys = unsupported.has('dsskeys.keyN');
+  const noModule = unsupported.has('dsskeys.expansion_module');
+  const noProgkeys = unsupported.has('progkeys.keyN');
+  const noAdmin = unsupported.has('security.admin_password');
+  const noPaging = unsupported.has('paging.groupN');
+  const noDirectory = unsupported.has('services.directory_url');
+  const noLdap = unsupported.has('ldap.enabled');
+
   const keys: Dict[] = [];
-  for (const k of unprovisioned ? [] : template.dsskeys.keys) {
+  for (const k of unprovisioned || noKeys ? [] : template.dsskeys.keys) {
     if (k.index > model.keys) {
       out.warnings.push(`DSS key ${k.index} is beyond the ${model.keys} keys of a ${vendor.name} ${model.id}: left out`);
       continue;
@@ -192,9 +222,9 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     const v = mapKey(k, 'DSS key');
     if (v) keys.push(v);
   }
-  const moduleDef = vendor.expansionModules?.find((m) => m.id.toLowerCase() === template.dsskeys.expansionModule.toLowerCase());
+  const moduleDef = noModule ? undefined : vendor.expansionModules?.find((m) => m.id.toLowerCase() === template.dsskeys.expansionModule.toLowerCase());
   const expansionCount = template.dsskeys.expansionModule === 'none' ? 0 : template.dsskeys.expansionCount;
-  if (template.dsskeys.expansionModule !== 'none' && !moduleDef) {
+  if (!noModule && template.dsskeys.expansionModule !== 'none' && !moduleDef) {
     out.warnings.push(`expansion module "${template.dsskeys.expansionModule}" is not one of ${vendor.name}'s: keys left out`);
   }
   const moduleKeys: Dict[] = [];
@@ -208,7 +238,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       if (v) moduleKeys.push({ ...v, module: k.module });
     }
   }
-  const progkeys = (unprovisioned ? [] : template.progkeys).map((k) => mapKey(k, 'programmable key', 'progkeys')).filter((x): x is Dict => x !== null);
+  const progkeys = (unprovisioned || noProgkeys ? [] : template.progkeys).map((k) => mapKey(k, 'programmable key', 'progkeys')).filter((x): x is Dict => x !== null);
   // ranges with `fill`: the vendor drops every entry after a gap, so the unset ones up to the
   // last set one are written as key type none
   const fill = (list: ParamList, got: Dict[], limit: number, module = 1) => {
@@ -225,7 +255,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   fill('keys', keys, model.keys);
   fill('progkeys', progkeys, Number.MAX_SAFE_INTEGER);
   const pagingGroups: Dict[] = [];
-  for (const g of unprovisioned || unsupported.has('paging.group') ? [] : template.paging) {
+  for (const g of unprovisioned || noPaging ? [] : template.paging) {
     const p = paramsOf('paging', g.index);
     if (p === null) {
       out.warnings.push(`paging group ${g.index}: ${vendor.name} ${model.id} has no "${PARAM_KEY.paging}" key: left out`);
@@ -233,9 +263,9 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     }
     pagingGroups.push({ ...g, index0: g.index - 1, p });
   }
-  const dirUrl = unprovisioned || unsupported.has('services.directory_url') ? '' : template.services.directoryUrl;
+  const dirUrl = unprovisioned || noDirectory ? '' : template.services.directoryUrl;
   const dir = dirUrl ? new URL(dirUrl) : null;
-  const ldapOn = template.ldap.enabled && !unsupported.has('ldap.enabled');
+  const ldapOn = template.ldap.enabled && !noLdap;
 
   const off = template.datetime.utcOffsetMinutes;
   const sign = off < 0 ? '-' : '+';
@@ -249,7 +279,11 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
 
   return {
     vendor: { id: vendor.id, name: vendor.name },
-    model: { id: model.id, code: model.code ?? '', lines: model.lines, keys: model.keys },
+    model: {
+      id: model.id, code: model.code ?? '', lines: model.lines, keys: model.keys, family: model.family ?? '',
+      /** a DECT base: line N is the account of handset N */
+      isBase: model.handsets !== undefined, handsets: model.handsets ?? 0,
+    },
     device: device
       ? {
           mac: device.mac,
@@ -271,6 +305,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     },
     server: {
       provisioningUrl,
+      /** the provisioning URL with this device's own credentials as user:password@ (for firmware that takes them only so) */
+      provisioningUrlWithCredentials: input.credentials ? withUserinfo(purl, input.credentials) : provisioningUrl,
       scheme: purl.protocol.replace(':', ''),
       schemeUpper: purl.protocol.replace(':', '').toUpperCase(),
       host: purl.hostname,
@@ -291,6 +327,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       periodicCheckOn: template.general.periodicCheck > 0,
       periodicMinutes: template.general.periodicCheck,
       periodicSeconds: template.general.periodicCheck * 60,
+      /** whole hours, at least 1, for firmware that counts the check interval in hours */
+      periodicHours: Math.max(1, Math.round(template.general.periodicCheck / 60)),
       ...checkTimeView(unsupported.has('general.check_time') ? null : template.general.checkTime, device?.mac ?? ''),
     },
     sip,
@@ -300,8 +338,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     network: {
       nat: bool(net.nat), natOn: net.nat,
       rport: bool(net.rport), rportOn: net.rport,
-      stunServer: net.stunServer, stunHost: stun ? stun.host : net.stunServer, stunPort: stun ? stun.port : 3478, hasStun: net.stunServer !== '',
-      vlan: bool(net.vlanId > 0), vlanOn: net.vlanId > 0, vlanId: net.vlanId, vlanPriority: net.vlanPriority,
+      stunServer: net.stunServer, stunHost: stun ? stun.host : net.stunServer, stunPort: stun ? stun.port : 3478, stunPortHex: hex(stun ? stun.port : 3478), hasStun: net.stunServer !== '',
+      vlan: bool(net.vlanId > 0), vlanOn: net.vlanId > 0, vlanId: net.vlanId, vlanIdHex: hex(net.vlanId), vlanPriority: net.vlanPriority,
       lldp: bool(net.lldp), lldpOn: net.lldp,
       cdp: bool(net.cdp), cdpOn: net.cdp,
       hasQosSip: net.qosSipDscp !== null && !unsupported.has('network.qos_sip_dscp'), qosSipDscp: net.qosSipDscp ?? '', qosSipTos: net.qosSipDscp === null ? '' : net.qosSipDscp << 2,
@@ -338,7 +376,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       toneCountry: map('toneCountry', template.phone.toneCountry),
       toneCountryCode: template.phone.toneCountry,
       tones: template.phone.tones.map((t) => ({ name: map('toneName', t.name), value: t.value })),
-      hasTones: template.phone.tones.length > 0 && !unsupported.has('phone.tone'),
+      hasTones: template.phone.tones.length > 0 && !unsupported.has('phone.tones'),
       hasDialPlan: template.phone.dialPlan !== null && !unsupported.has('phone.dial_plan'),
       /** the digit map as written: (x.T|[2-9]xx) */
       dialPlan: template.phone.dialPlan?.text ?? '',
@@ -359,8 +397,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     progkeys,
     hasProgkeys: progkeys.length > 0,
     security: {
-      adminPassword: unprovisioned ? '' : template.security.adminPassword,
-      hasAdminPassword: !unprovisioned && template.security.adminPassword !== '',
+      adminPassword: unprovisioned || noAdmin ? '' : template.security.adminPassword,
+      hasAdminPassword: !unprovisioned && !noAdmin && template.security.adminPassword !== '',
       allowDirectIpCall: bool(template.security.allowDirectIpCall),
       allowDirectIpCallOn: template.security.allowDirectIpCall,
       /** the same switch for vendors that ask "disable direct IP calls?" */
@@ -383,6 +421,13 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       ? { ...template.ldap, user: unprovisioned ? '' : template.ldap.user, password: unprovisioned ? '' : template.ldap.password, enabled: bool(false), enabledOn: false }
       : { ...template.ldap, enabled: bool(true), enabledOn: true },
   };
+}
+
+function withUserinfo(url: URL, c: { username: string; password: string }): string {
+  const u = new URL(url.href);
+  u.username = encodeURIComponent(c.username);
+  u.password = encodeURIComponent(c.password);
+  return u.href;
 }
 
 /**

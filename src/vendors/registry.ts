@@ -10,10 +10,10 @@ import Mustache from 'mustache';
 import { ApsError } from '../errors.js';
 import { macOui, type Mac } from '../mac.js';
 import { KEY_TYPES, LANGUAGES, OPTIONAL_KEYS, TONE_COUNTRIES, TRANSPORTS } from '../config/template.js';
-import { PARAM_LISTS, type ParamRange, type RefusedFile, type VendorData, type VendorFile, type VendorModel } from './types.js';
+import { PARAM_LISTS, type ParamRange, type RefusedFile, type VendorData, type VendorFamily, type VendorFile, type VendorModel } from './types.js';
 import { optionType } from '../wire/dhcp-options.js';
 
-export type { RefusedFile, VendorData, VendorFile, VendorModel } from './types.js';
+export type { RefusedFile, VendorData, VendorFamily, VendorFile, VendorModel } from './types.js';
 
 /** Confidence of an identification, lowest to highest. */
 export const Confidence = { oui: 1, vendorClass: 2, userAgent: 3 } as const;
@@ -178,7 +178,7 @@ export class VendorRegistry {
         const mac = (g.mac ?? g.MAC)?.toLowerCase() as Mac | undefined;
         let model: VendorModel | undefined;
         if (g.code !== undefined) {
-          model = v.models.find((x) => x.code !== undefined && x.code.toLowerCase() === g.code.toLowerCase());
+          model = v.models.find((x) => x.code !== undefined && x.code.toLowerCase() === g.code.toLowerCase() && fileFits(v, cf.spec, x));
           if (!model) continue;
         }
         out.push({ file: cf, mac, model });
@@ -333,6 +333,11 @@ export function loadVendor(dir: string): Vendor {
     if (!m.id) fail(`models[${i}].id`, 'missing');
     if (!Number.isInteger(m.lines) || m.lines < 1) fail(`models[${i}].lines`, `${m.lines} is not a line count`, 'a whole number ≥ 1');
     if (!Number.isInteger(m.keys) || m.keys < 0) fail(`models[${i}].keys`, `${m.keys} is not a key count`, 'a whole number ≥ 0');
+    if (m.handsets !== undefined) {
+      if (!Number.isInteger(m.handsets) || m.handsets < 1) fail(`models[${i}].handsets`, `${m.handsets} is not a handset count`, 'a whole number ≥ 1 (a DECT base)');
+      if (m.lines > m.handsets) fail(`models[${i}].lines`, `${m.lines} lines on a base for ${m.handsets} handsets`, 'at most one line per handset: line N is handset N');
+    }
+    if (m.family !== undefined && !data.families?.[m.family]) fail(`models[${i}].family`, `no family "${m.family}"`, `a key of "families": ${Object.keys(data.families ?? {}).join(', ') || '(none)'}`);
     for (const name of [m.id, ...(m.aliases ?? [])]) {
       const k = modelKey(name);
       const prev = modelByKey.get(k);
@@ -371,10 +376,15 @@ export function loadVendor(dir: string): Vendor {
     if (!templates.has(f.template)) fail(`files[${i}].template`, `no template "${f.template}"`, `a file templates/${f.template}.mustache`);
     if (f.format !== 'text' && f.format !== 'xml') fail(`files[${i}].format`, `"${f.format}" is not a format`, 'text or xml');
     if (typeof f.secrets !== 'boolean') fail(`files[${i}].secrets`, 'missing', 'true or false');
+    (f.families ?? []).forEach((fid, j) => {
+      if (!data.families?.[fid]) fail(`files[${i}].families[${j}]`, `no family "${fid}"`, `a key of "families": ${Object.keys(data.families ?? {}).join(', ') || '(none)'}`);
+    });
+    if (f.lineEnding !== undefined && f.lineEnding !== 'lf' && f.lineEnding !== 'crlf') fail(`files[${i}].lineEnding`, `"${String(f.lineEnding)}" is not a line ending`, 'lf or crlf');
     if (seenNames.has(f.name)) fail(`files[${i}].name`, `file ${f.name} is listed twice`);
     seenNames.add(f.name);
     const { re, scope } = compileName(f.name, (m) => fail(`files[${i}].name`, m));
-    if (scope === 'model' && !data.models.some((m) => m.code)) fail(`files[${i}].name`, '{code} is used but no model has a code');
+    if (scope === 'model' && !data.models.some((m) => m.code && fileFits(data, f, m))) fail(`files[${i}].name`, '{code} is used but no model that asks for it has a code');
+    if (!data.models.some((m) => fileFits(data, f, m))) fail(`files[${i}].families`, 'no model asks for this file', 'a family some model belongs to');
     if (f.secrets && scope !== 'device') fail(`files[${i}].secrets`, 'a file without a MAC in its name is served to anyone and cannot hold secrets');
     vendor.compiledFiles.push({ spec: f, vendor, re, scope });
   }));
@@ -394,10 +404,30 @@ export function loadVendor(dir: string): Vendor {
     }
     for (const k of keys) if (map[k] === undefined) p.check(() => fail(`maps.${mapName}.${k}`, 'missing', 'the vendor value for it'));
   }
-  for (const mapName of ['keyType', 'progkeyType', 'moduleKeyType']) {
-    for (const k of Object.keys(data.maps?.[mapName] ?? {})) {
-      if (!(KEY_TYPES as readonly string[]).includes(k)) p.check(() => fail(`maps.${mapName}.${k}`, `"${k}" is not a key type`, KEY_TYPES.join(', ')));
+  const checkKeyMap = (where: string, keyMap: Record<string, string>) => {
+    for (const k of Object.keys(keyMap)) {
+      if (!(KEY_TYPES as readonly string[]).includes(k)) p.check(() => fail(`${where}.${k}`, `"${k}" is not a key type`, KEY_TYPES.join(', ')));
     }
+  };
+  for (const mapName of ['keyType', 'progkeyType', 'moduleKeyType']) checkKeyMap(`maps.${mapName}`, data.maps?.[mapName] ?? {});
+  const checkWidth = (where: string, w: unknown) => {
+    if (w !== undefined && (!Number.isInteger(w) || (w as number) < 1 || (w as number) > 8)) p.check(() => fail(where, `${String(w)} is not a width`, 'a whole number from 1 to 8'));
+  };
+  checkWidth('lineIdWidth', data.lineIdWidth);
+  for (const [fid, fam] of Object.entries(data.families ?? {})) {
+    for (const [from, to] of Object.entries(fam.templates ?? {})) {
+      if (!data.files.some((f) => f.template === from)) p.check(() => fail(`families.${fid}.templates.${from}`, `no file uses the template "${from}"`, 'the template name of one of "files"'));
+      if (!templates.has(to)) p.check(() => fail(`families.${fid}.templates.${from}`, `no template "${to}"`, `a file templates/${to}.mustache`));
+    }
+    for (const [mapName, map] of Object.entries(fam.maps ?? {})) {
+      const keys = REQUIRED_MAPS[mapName];
+      if (keys) for (const k of keys) if (map[k] === undefined) p.check(() => fail(`families.${fid}.maps.${mapName}.${k}`, 'missing', 'the vendor value for it'));
+      if (mapName === 'keyType') checkKeyMap(`families.${fid}.maps.keyType`, map);
+    }
+    (fam.unsupported ?? []).forEach((k, i) => p.check(() => {
+      if (!(k in OPTIONAL_KEYS)) fail(`families.${fid}.unsupported[${i}]`, `"${k}" is not a template key that may be left out`, Object.keys(OPTIONAL_KEYS).join(', '));
+    }));
+    checkWidth(`families.${fid}.lineIdWidth`, fam.lineIdWidth);
   }
   checkParams(data, fail, (f) => p.check(f));
   if (!data.resync?.event) p.check(() => fail('resync.event', 'missing', 'the SIP NOTIFY event, e.g. check-sync'));
@@ -461,13 +491,29 @@ function compileName(name: string, fail: (m: string) => never): { re: RegExp; sc
       }
       if (p === '{code}') {
         if (scope === 'common') scope = 'model';
-        return '(?<code>[A-Za-z0-9]+)';
+        return '(?<code>[A-Za-z0-9-]+)';
       }
       if (/^\{.*\}$/.test(p)) fail(`unknown placeholder ${p}`);
       return p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     })
     .join('');
   return { re: new RegExp(`^${src}$`), scope };
+}
+
+/** The family a model belongs to, if any. */
+export function familyOf(vendor: VendorData, model: VendorModel | undefined): VendorFamily | undefined {
+  return model?.family ? vendor.families?.[model.family] : undefined;
+}
+
+/** Whether a model asks for this file (files limited to some families are not asked by the others). */
+export function fileFits(vendor: VendorData, spec: VendorFile, model: VendorModel | undefined): boolean {
+  if (!spec.families) return true;
+  return !!model?.family && spec.families.includes(model.family);
+}
+
+/** The template a file is rendered from for a model: its family's own, else the file's. */
+export function templateFor(vendor: VendorData, spec: VendorFile, model: VendorModel | undefined): string {
+  return familyOf(vendor, model)?.templates?.[spec.template] ?? spec.template;
 }
 
 /** The request name for a vendor file, given the device MAC and model code. */

@@ -15,16 +15,40 @@ export interface VendorModel {
   expansion?: string[];
   /** which of the vendor's parameter tables (`params`) this model uses; default "default" */
   params?: string;
+  /** a DECT base: how many handsets it takes. On a base, line N is handset N (lines ≤ handsets). */
+  handsets?: number;
+  /** the model family (a key of VendorData.families) whose templates and value maps this model uses */
+  family?: string;
   description?: string;
 }
 
+
+/**
+ * A family of models of one vendor whose firmware reads another format: its own templates for
+ * some files (file template name -> template name) and its own value maps (a map named here
+ * replaces the vendor's map of that name).
+ */
+export interface VendorFamily {
+  description?: string;
+  templates?: Record<string, string>;
+  maps?: Record<string, Record<string, string>>;
+  /** template keys ("section.key" of OPTIONAL_KEYS) this family has no setting for, in addition to the vendor's "unsupported" */
+  unsupported?: string[];
+  /** line ids zero-padded to this many digits (lineId in the view), e.g. 5 for 00001 */
+  lineIdWidth?: number;
+}
+
 export interface VendorFile {
-  /** name pattern: literal text with {mac} (lower-case hex), {MAC} (upper-case hex), {code} (model code) */
+  /** name pattern: literal text with {mac} (lower-case hex), {MAC} (upper-case hex), {code} (model code: letters, digits, -) */
   name: string;
   template: string;
   format: FileFormat;
   /** true when the rendered file carries a SIP password, admin password or another secret */
   secrets: boolean;
+  /** line ends of the rendered file: lf (default) or crlf (firmware that insists on CR LF) */
+  lineEnding?: 'lf' | 'crlf';
+  /** only models of these families ask for this file (default: every model) */
+  families?: string[];
   description?: string;
 }
 
@@ -102,6 +126,10 @@ export interface VendorData {
   /** named parameter tables (see ParamRange); a model picks one by `params`, else "default" */
   params?: Record<string, ParamTable>;
   resync: { event: string; rebootEvent?: string };
+  /** model families with their own templates and maps (VendorModel.family) */
+  families?: Record<string, VendorFamily>;
+  /** line ids zero-padded to this many digits (lineId in the view) */
+  lineIdWidth?: number;
   dhcp?: { answers: DhcpAnswer[] };
   /**
    * Files the firmware asks for that aps does not answer on purpose (a 404 is what the phone
