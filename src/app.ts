@@ -29,6 +29,7 @@ import { createPnpService } from './servers/pnp.js';
 import { createDhcpServerService } from './servers/dhcp-server.js';
 import { createPinService } from './servers/pin.js';
 import { notFound, type ApiHandler } from './servers/api.js';
+import { createRolloutService } from './servers/rollouts.js';
 
 export interface AppOptions {
   configDir: string | null;
@@ -90,7 +91,8 @@ export class App {
     const dhcpServer = createDhcpServerService({ config, generation, store, registry, inventory, log, provisioningUrl: url });
     const pnp = createPnpService({ config, registry, store, guard, inventory, log, provisioningUrl: url });
     const pin = createPinService({ config, store, registry, guard, log });
-    for (const svc of [capture, dhcpServer, pnp, pin]) if (svc) this.services.push(svc);
+    const rollouts = createRolloutService({ store, registry, config, log });
+    for (const svc of [capture, dhcpServer, pnp, pin, rollouts]) if (svc) this.services.push(svc);
     if (pin) this.apis.push(pin.api);
   }
 

@@ -16,6 +16,8 @@ import { fileFits, templateFor, type CompiledFile, type FileMatch, type Vendor, 
 import { pinStore } from '../store/pin.js';
 import { buildView } from './view.js';
 import { applyIpMap, compileIpMap } from './ipmap.js';
+import { FirmwareStore } from '../store/firmware.js';
+import { firmwareForDevice } from '../firmware/select.js';
 
 // Mustache caches parsed templates itself (keyed by text); we keep our own rendered cache.
 export interface Rendered {
@@ -56,9 +58,11 @@ export class Renderer {
   private readonly maxBytes: number;
   hits = 0;
   misses = 0;
+  private readonly firmware: FirmwareStore;
 
   constructor(private readonly deps: RenderDeps) {
     this.maxBytes = deps.maxCacheBytes ?? 64 * 1024 * 1024;
+    this.firmware = new FirmwareStore(deps.store);
   }
 
   /** Renders a file for a known device, or a common/model file when device is undefined. */
@@ -135,7 +139,17 @@ export class Renderer {
     const credentials = device ? this.deps.store.credentials(device.mac) : undefined;
     const acct = device?.state === 'unprovisioned' ? pinStore(this.deps.store).unprovAccountOf(device.mac, config.settings.provisioning.unprovPrefix) : undefined;
     const unprov = acct && { account: acct.account, password: acct.secret };
-    const view = buildView({ config, vendor, model, tenant, template, device, lines, credentials, unprov }, { warnings });
+    // the image its config names (src/firmware/select.ts): a rollout's override, else the template's; none when it runs that version
+    let firmware: { file: string; version: string | null } | null | undefined;
+    if (device) {
+      const override = this.firmware.override(device.mac)?.version;
+      if (override || template.firmware) {
+        const d = firmwareForDevice(this.firmware.images(), { vendor: vendor.id, model: model.id, template, override, reported: device.firmware });
+        firmware = d.kind === 'image' ? d.choice : null;
+        if (d.kind === 'mismatch') warnings.push(`firmware: ${d.reason}: left out`);
+      }
+    }
+    const view = buildView({ config, vendor, model, tenant, template, device, lines, credentials, unprov, firmware }, { warnings });
     const templateName = templateFor(vendor, file.spec, model);
     const text = vendor.templates.get(templateName)!;
     let out: string;

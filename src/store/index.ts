@@ -187,6 +187,11 @@ export class Store {
     this.devCache?.clear();
   }
 
+  /** Drops one cached device row (its row changed in a write that kept the cache). */
+  forget(mac: Mac): void {
+    this.devCache?.delete(mac);
+  }
+
   close(): void {
     this.db.close();
   }
