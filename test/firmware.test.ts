@@ -324,4 +324,46 @@ test('a rollout survives a kill -9 of apsd mid-wave: the wave is not repeated, a
   }
 });
 
+test('rollout start checks its waves, window, share and phones; pause, resume and abort change its state', () => {
+  const { dir, configDir } = copyFixtureConfig();
+  try {
+    const img = images(dir);
+    fs.writeFileSync(path.join(configDir, 'templates.d/fw.ini'), TEMPLATE(OLD));
+    assert.is(ctl(configDir, 'firmware', 'add', img.neu, '--vendor', 'yealink', '--models', 'T46S', '--version', NEW).status, 0);
+    let r = ctl(configDir, 'firmware', 'rollout', 'start', NEW, '--models', 'T46S', '--waves', '5%,25%,100%');
+    assert.is(r.status, 1);
+    assert.match(r.stderr, /no phone of yealink T46S/);
+    for (const m of ['805ec0000401', '805ec0000402', '805ec0000403']) assert.is(ctl(configDir, 'device', 'add', m, '--tenant', 'acme', '--template', 'fw').status, 0);
+    for (const [args, msg] of [
+      [['--waves', '50%,25%'], /--waves "50%,25%" is not a list of rising shares ending at 100%/],
+      [['--waves', '100%', '--window', '25:00-03:00'], /--window "25:00-03:00" is not a time window \(expected HH:MM-HH:MM/],
+      [['--waves', '100%', '--max-failed', '150%'], /--max-failed "150%" is not a share/],
+      [['--waves', '100%', '--soak', 'soon'], /--soak "soon" is not a duration/],
+    ] as [string[], RegExp][]) {
+      r = ctl(configDir, 'firmware', 'rollout', 'start', NEW, '--models', 'T46S', ...args);
+      assert.is(r.status, 2, r.stderr);
+      assert.match(r.stderr, msg);
+    }
+    r = ctl(configDir, 'firmware', 'rollout', 'start', OLD, '--models', 'T46S', '--waves', '100%');
+    assert.match(r.stderr, /no image of version 66\.86\.0\.15 in the firmware catalogue/);
+    r = ctl(configDir, 'firmware', 'rollout', 'start', NEW, '--models', 'T46S', '--waves', '5%,25%,100%', '--window', '22:00-04:00', '--max-failed', '2%', '--soak', '30m');
+    assert.is(r.status, 0, r.stderr);
+    assert.match(r.stdout, /rollout 1 started: 3 phones in 3 waves \(1, 0, 2\)/);
+    r = ctl(configDir, 'firmware', 'rollout', 'start', NEW, '--models', 'T46S', '--waves', '100%');
+    assert.is(r.status, 1);
+    assert.match(r.stderr, /device 805ec0000401 is already in rollout 1/);
+    r = ctl(configDir, 'firmware', 'rollout', 'status');
+    assert.match(r.stdout, /rollout 1: yealink T46S to 66\.86\.0\.20: running, wave 1 of 3\nwindow 22:00-04:00, max failed 2% per wave, soak 1800s, upgrade limit 1200s/);
+    assert.is(ctl(configDir, 'firmware', 'rollout', 'pause').stdout, 'rollout 1: paused\n');
+    assert.match(ctl(configDir, 'firmware', 'rollout', 'pause').stderr, /rollout 1 is paused, not running/);
+    assert.is(ctl(configDir, 'firmware', 'rollout', 'resume', '1').stdout, 'rollout 1: running\n');
+    r = ctl(configDir, 'firmware', 'remove', `T46S-${NEW}.rom`);
+    assert.match(r.stderr, /is in use by rollout 1/);
+    assert.is(ctl(configDir, 'firmware', 'rollout', 'abort').stdout, 'rollout 1: aborted\n');
+    assert.is(ctl(configDir, 'firmware', 'remove', `T46S-${NEW}.rom`).status, 0);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test.run();

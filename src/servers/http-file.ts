@@ -12,7 +12,7 @@ export interface FileAnswer {
   status: number;
   /** bytes sent (of the body), for the log */
   bytes: number;
-  /** the stream (GET with a body), for the caller's error handling */
+  /** the file's stream (GET with a body), for the caller's error handling */
   stream?: fs.ReadStream;
 }
 
@@ -85,6 +85,10 @@ export function sendFile(req: http.IncomingMessage, res: http.ServerResponse, pa
     res.end();
     return { status, bytes: 0 };
   }
-  const stream = fs.createReadStream(path, { start, end, highWaterMark: 256 * 1024 });
+  const stream = fs.createReadStream(path, { start, end, highWaterMark: 64 * 1024 });
+  // a download dropped half-way: stop reading (the file descriptor closes with the stream)
+  res.once('close', () => {
+    if (!res.writableFinished) stream.destroy();
+  });
   return { status, bytes: length, stream };
 }

@@ -219,12 +219,11 @@ export class HttpService {
         // streamed from disk, with Range and conditional GETs (src/servers/http-file.ts)
         const a = sendFile(req, res, out.path, method);
         if (!a.stream) return;
-        const rs = a.stream;
-        rs.on('error', (e) => {
+        a.stream.on('error', (e) => {
           log.error('firmware read failed', { req: reqId, file: out.file, err: e.message });
           res.destroy();
         });
-        rs.pipe(res);
+        a.stream.pipe(res);
         res.on('finish', () => log.info('http firmware sent', { req: reqId, ip, file: out.file, status: a.status, bytes: a.bytes, ms: ms().toFixed(1) }));
         return;
       }
