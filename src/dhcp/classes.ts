@@ -123,6 +123,9 @@ function makePlan(vendors: Vendor[], opts: DhcpClassOptions): Plan {
         return;
       }
       if (!['url', 'host', 'ip'].includes(a.value)) throw new ApsError('APS_ERR_VENDOR', `"${a.value}" is not an answer value`, { ...where, expected: 'url, host, ip or sub' });
+      if (a.append !== undefined && (a.value !== 'url' || typeof a.append !== 'string' || !/^[\x21-\x7e]+$/.test(a.append))) {
+        throw new ApsError('APS_ERR_VENDOR', 'append is text added to a url answer', { ...where, expected: 'value url and printable text without spaces' });
+      }
       if (a.code === 43) throw new ApsError('APS_ERR_VENDOR', 'option 43 is written as sub-options only', { ...where, expected: 'value sub with a suboption' });
       const set = kinds.get(a.code) ?? new Set();
       set.add(a.value);
@@ -142,7 +145,7 @@ function makePlan(vendors: Vendor[], opts: DhcpClassOptions): Plan {
     switch (a.value) {
       case 'host': return { value: opts.host, what: 'the provisioning host' };
       case 'ip': return { value: opts.ip, what: "the server's IP address" };
-      default: return { value: opts.url, what: 'the provisioning URL' };
+      default: return a.append ? { value: opts.url + a.append, what: `the provisioning URL + ${plain(a.append)}` } : { value: opts.url, what: 'the provisioning URL' };
     }
   };
 

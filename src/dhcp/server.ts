@@ -754,7 +754,7 @@ export class DhcpServer implements Service {
         continue;
       }
       if (out.has(a.code)) continue;
-      if (a.value === 'url') out.set(a.code, optString(p.url));
+      if (a.value === 'url') out.set(a.code, optString(p.url + (a.append ?? '')));
       else if (a.value === 'host') out.set(a.code, optString(p.host));
       else out.set(a.code, TEXT_CODES.has(a.code) ? optString(p.ip) : optIp(p.ip));
     }

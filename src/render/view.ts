@@ -168,7 +168,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
 
   return {
     vendor: { id: vendor.id, name: vendor.name },
-    model: { id: model.id, code: model.code ?? '', lines: model.lines, keys: model.keys },
+    model: { id: model.id, code: model.code ?? '', codes: model.codes ?? {}, lines: model.lines, keys: model.keys },
     device: device
       ? {
           mac: device.mac,

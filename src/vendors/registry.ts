@@ -31,6 +31,8 @@ export interface CompiledFile {
   vendor: Vendor;
   re: RegExp;
   scope: 'common' | 'model' | 'device';
+  /** the name of the {code:<name>} placeholder in the file name, if any */
+  codeName?: string;
 }
 
 export interface Identification {
@@ -167,6 +169,12 @@ export class VendorRegistry {
           model = v.models.find((x) => x.code !== undefined && x.code.toLowerCase() === g.code.toLowerCase());
           if (!model) continue;
         }
+        if (cf.codeName !== undefined) {
+          const want = g.named.toLowerCase();
+          const name = cf.codeName;
+          model = v.models.find((x) => x.codes?.[name] !== undefined && x.codes[name].toLowerCase() === want && (!model || x === model));
+          if (!model) continue;
+        }
         out.push({ file: cf, mac, model });
       }
     }
@@ -236,6 +244,10 @@ export function loadVendor(dir: string): Vendor {
     if (!m.id) fail(`models[${i}].id`, 'missing');
     if (!Number.isInteger(m.lines) || m.lines < 1) fail(`models[${i}].lines`, `${m.lines} is not a line count`, 'a whole number ≥ 1');
     if (!Number.isInteger(m.keys) || m.keys < 0) fail(`models[${i}].keys`, `${m.keys} is not a key count`, 'a whole number ≥ 0');
+    for (const [name, code] of Object.entries(m.codes ?? {})) {
+      if (!/^[a-z][a-z0-9]*$/.test(name)) fail(`models[${i}].codes`, `"${name}" is not a code name`, 'lower-case letters and digits, e.g. cfg');
+      if (typeof code !== 'string' || !CODE_RE.test(code)) fail(`models[${i}].codes.${name}`, `"${code}" is not a model code`, "letters, digits, '.', '_' and '-'");
+    }
     for (const name of [m.id, ...(m.aliases ?? [])]) {
       const k = modelKey(name);
       const prev = modelByKey.get(k);
@@ -272,10 +284,11 @@ export function loadVendor(dir: string): Vendor {
     if (typeof f.secrets !== 'boolean') fail(`files[${i}].secrets`, 'missing', 'true or false');
     if (seenNames.has(f.name)) fail(`files[${i}].name`, `file ${f.name} is listed twice`);
     seenNames.add(f.name);
-    const { re, scope } = compileName(f.name, (m) => fail(`files[${i}].name`, m));
-    if (scope === 'model' && !data.models.some((m) => m.code)) fail(`files[${i}].name`, '{code} is used but no model has a code');
+    const { re, scope, codeName } = compileName(f.name, (m) => fail(`files[${i}].name`, m));
+    if (/\{code\}/.test(f.name) && !data.models.some((m) => m.code)) fail(`files[${i}].name`, '{code} is used but no model has a code');
+    if (codeName !== undefined && !data.models.some((m) => m.codes?.[codeName])) fail(`files[${i}].name`, `{code:${codeName}} is used but no model has a code "${codeName}"`);
     if (f.secrets && scope !== 'device') fail(`files[${i}].secrets`, 'a file without a MAC in its name is served to anyone and cannot hold secrets');
-    vendor.compiledFiles.push({ spec: f, vendor, re, scope });
+    vendor.compiledFiles.push({ spec: f, vendor, re, scope, codeName });
   });
   for (const [mapName, keys] of Object.entries(REQUIRED_MAPS)) {
     const map = data.maps?.[mapName];
@@ -298,10 +311,14 @@ function compileRe(src: string, fail: (m: string) => never): RegExp {
   }
 }
 
-function compileName(name: string, fail: (m: string) => never): { re: RegExp; scope: 'common' | 'model' | 'device' } {
-  if (!/^[A-Za-z0-9._{}-]+$/.test(name)) fail(`"${name}" is not a plain file name pattern`);
+/** What a model code may hold: the characters of a file name, no path. */
+const CODE_RE = /^[A-Za-z0-9._-]+$/;
+
+function compileName(name: string, fail: (m: string) => never): { re: RegExp; scope: 'common' | 'model' | 'device'; codeName?: string } {
+  if (!/^[A-Za-z0-9._{}:-]+$/.test(name)) fail(`"${name}" is not a plain file name pattern`);
   let scope: 'common' | 'model' | 'device' = 'common';
-  const parts = name.split(/(\{[A-Za-z]+\})/);
+  let codeName: string | undefined;
+  const parts = name.split(/(\{[A-Za-z]+(?::[a-z][a-z0-9]*)?\})/);
   const src = parts
     .map((p) => {
       if (p === '{mac}' || p === '{MAC}') {
@@ -312,17 +329,36 @@ function compileName(name: string, fail: (m: string) => never): { re: RegExp; sc
         if (scope === 'common') scope = 'model';
         return '(?<code>[A-Za-z0-9]+)';
       }
-      if (/^\{.*\}$/.test(p)) fail(`unknown placeholder ${p}`);
+      const named = /^\{code:([a-z][a-z0-9]*)\}$/.exec(p);
+      if (named) {
+        if (codeName !== undefined) fail('only one {code:<name>} placeholder per file name');
+        codeName = named[1];
+        if (scope === 'common') scope = 'model';
+        return '(?<named>[A-Za-z0-9._-]+?)';
+      }
+      if (/[{}:]/.test(p)) fail(`unknown placeholder ${p}`);
       return p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     })
     .join('');
-  return { re: new RegExp(`^${src}$`), scope };
+  return { re: new RegExp(`^${src}$`), scope, codeName };
 }
 
 /** The request name for a vendor file, given the device MAC and model code. */
-export function fileNameFor(spec: VendorFile, mac?: Mac, code?: string): string {
+export function fileNameFor(spec: VendorFile, mac?: Mac, code?: string, codes?: Record<string, string>): string {
   return spec.name
     .replace('{mac}', mac ?? '')
     .replace('{MAC}', (mac ?? '').toUpperCase())
-    .replace('{code}', code ?? '');
+    .replace('{code}', code ?? '')
+    .replace(/\{code:([a-z][a-z0-9]*)\}/, (_, n: string) => codes?.[n] ?? '');
+}
+
+/**
+ * The request name of a vendor file for this model, or undefined when the model has no such
+ * file (the name needs a model code, or a named code, the model does not have).
+ */
+export function fileNameForModel(spec: VendorFile, mac: Mac | undefined, model: VendorModel): string | undefined {
+  if (spec.name.includes('{code}') && !model.code) return undefined;
+  const named = /\{code:([a-z][a-z0-9]*)\}/.exec(spec.name);
+  if (named && !model.codes?.[named[1]]) return undefined;
+  return fileNameFor(spec, mac, model.code, model.codes);
 }

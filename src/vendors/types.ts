@@ -9,6 +9,13 @@ export interface VendorModel {
   aliases?: string[];
   /** a model code used in file names, as {code} in a file name pattern (e.g. y{code}.cfg) */
   code?: string;
+  /**
+   * named model codes, as {code:<name>} in a file name pattern: for a vendor whose models ask for
+   * more than one per-model file (a settings file and a firmware descriptor), or whose model
+   * families ask for differently named files. A model without the named code has no such file.
+   * Letters, digits, '.', '_' and '-' (e.g. "f0X4hw1.100"). The view has them as model.codes.<name>.
+   */
+  codes?: Record<string, string>;
   lines: number;
   keys: number;
   /** expansion modules this model takes, by id */
@@ -43,6 +50,8 @@ export interface DhcpAnswer {
   /** url = the provisioning URL; host = the server host; ip = the server's IP; sub = vendor sub-options (43) */
   value: 'url' | 'host' | 'ip' | 'sub';
   suboption?: number;
+  /** text appended to the URL of a 'url' answer, e.g. a file name with a macro the phone expands itself ($mac.cfg) */
+  append?: string;
 }
 
 export interface VendorData {
