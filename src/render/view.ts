@@ -10,7 +10,8 @@ import type { Config, Extension, Template, Tenant } from '../config/index.js';
 import { parseHostPort } from '../config/fields.js';
 import type { DeviceRow, LineRow } from '../store/index.js';
 import type { Vendor, VendorModel } from '../vendors/registry.js';
-import type { KeyDef } from '../config/template.js';
+import { readTemplate, TEMPLATE_SECTIONS, type KeyDef } from '../config/template.js';
+import { parseIni } from '../config/ini-file.js';
 
 export interface ViewInput {
   /** the device's own HTTP credentials, written into its config so that it proves itself on later fetches */
@@ -158,6 +159,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   }
   const progkeys = (unprovisioned ? [] : template.progkeys).map((k) => mapKey(k, 'programmable key')).filter((x): x is Dict => x !== null);
 
+  for (const w of unsupportedSet(vendor, model, template)) out.warnings.push(w);
+
   const off = template.datetime.utcOffsetMinutes;
   const sign = off < 0 ? '-' : '+';
   const abs = Math.abs(off);
@@ -280,4 +283,33 @@ export function pickPort(spec: string, mac: string, idx: number): string {
   const hi = Number(m[2]);
   const h = crypto.createHash('sha256').update(`${mac}/${idx}`).digest().readUInt32BE(0);
   return String(lo + (h % (hi - lo + 1)));
+}
+
+let builtIn: Template | undefined;
+/** Every template setting at its documented default (what a template that does not name it has). */
+function builtInTemplate(): Template {
+  builtIn ??= readTemplate(parseIni('[template]\nvendor = x\nmodel = x\n', '(built-in defaults).ini'));
+  return builtIn;
+}
+
+const camel = (k: string) => k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/**
+ * Warnings for the settings this template sets (differently from the built-in default) that the
+ * vendor or model has no parameter for: the template leaves them out.
+ */
+export function unsupportedSet(vendor: Vendor, model: VendorModel, template: Template): string[] {
+  const names = [...new Set([...(vendor.unsupported ?? []), ...(model.unsupported ?? [])])];
+  const def = builtInTemplate() as unknown as Record<string, unknown>;
+  const t = template as unknown as Record<string, unknown>;
+  const out: string[] = [];
+  for (const n of names) {
+    const [section, key] = n.split('.', 2) as [string, string | undefined];
+    if (!(TEMPLATE_SECTIONS as readonly string[]).includes(section)) continue;
+    const get = (o: Record<string, unknown>) => (key === undefined ? o[section] : (o[section] as Record<string, unknown> | undefined)?.[camel(key)]);
+    if (JSON.stringify(get(t)) === JSON.stringify(get(def))) continue;
+    const who = model.unsupported?.includes(n) ? `a ${vendor.name} ${model.id}` : vendor.name;
+    out.push(`[${section}]${key ? ` ${key}` : ''}: ${who} has no "${key ?? section}" key: left out`);
+  }
+  return out;
 }

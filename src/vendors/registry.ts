@@ -9,7 +9,7 @@ import path from 'node:path';
 import Mustache from 'mustache';
 import { ApsError } from '../errors.js';
 import { macOui, type Mac } from '../mac.js';
-import { KEY_TYPES, LANGUAGES, TONE_COUNTRIES, TRANSPORTS } from '../config/template.js';
+import { KEY_TYPES, LANGUAGES, TEMPLATE_SECTIONS, TONE_COUNTRIES, TRANSPORTS } from '../config/template.js';
 import type { VendorData, VendorFile, VendorModel } from './types.js';
 
 export type { VendorData, VendorFile, VendorModel } from './types.js';
@@ -300,6 +300,18 @@ export function loadVendor(dir: string): Vendor {
     if (!(KEY_TYPES as readonly string[]).includes(k)) fail(`maps.keyType.${k}`, `"${k}" is not a key type`, KEY_TYPES.join(', '));
   }
   if (!data.resync?.event) fail('resync.event', 'missing', 'the SIP NOTIFY event, e.g. check-sync');
+  const checkUnsupported = (list: unknown, key: string) => {
+    if (list === undefined) return;
+    if (!Array.isArray(list)) fail(key, 'not a list', 'a list of "<section>.<key>" template settings');
+    (list as unknown[]).forEach((n, i) => {
+      const [section, k] = String(n).split('.', 2);
+      if (typeof n !== 'string' || !(TEMPLATE_SECTIONS as readonly string[]).includes(section) || section === 'template' || (k !== undefined && !/^[a-z][a-z0-9_]*$/.test(k))) {
+        fail(`${key}[${i}]`, `"${String(n)}" is not a template setting`, 'a template section (paging) or "<section>.<key>" (phone.tone_country)');
+      }
+    });
+  };
+  checkUnsupported(data.unsupported, 'unsupported');
+  data.models.forEach((m, i) => checkUnsupported(m.unsupported, `models[${i}].unsupported`));
   return vendor;
 }
 

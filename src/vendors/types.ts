@@ -20,6 +20,8 @@ export interface VendorModel {
   keys: number;
   /** expansion modules this model takes, by id */
   expansion?: string[];
+  /** template settings this model has no parameter for, as in VendorData.unsupported */
+  unsupported?: string[];
   description?: string;
 }
 
@@ -67,6 +69,12 @@ export interface VendorData {
   /** value maps from vendor-neutral values to the vendor's own: bool, transport, keyType, language, toneCountry, cidSource, dst */
   maps: Record<string, Record<string, string>>;
   resync: { event: string; rebootEvent?: string };
+  /**
+   * template settings the vendor has no parameter for: "<section>.<key>" as in the ini file
+   * (phone.tone_country, phone.tones for the tone_* keys) or a whole "<section>" (progkeys, paging).
+   * A template that sets one gets the render warning `has no "<key>" key: left out`.
+   */
+  unsupported?: string[];
   dhcp?: { answers: DhcpAnswer[] };
   /** facts with sources: key -> source tag; and facts not confirmed */
   sources?: Record<string, string>;
