@@ -20,7 +20,8 @@ function readTsv(file: string): Record<string, string>[] {
   if (!fs.existsSync(file)) return [];
   const [head, ...rows] = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() && !l.startsWith('#'));
   const cols = head.split('\t');
-  return rows.map((r) => Object.fromEntries(r.split('\t').map((v, i) => [cols[i], v])));
+  // \xNN stands for a byte that cannot be written in a TSV file (a vendor class ending in NUL)
+  return rows.map((r) => Object.fromEntries(r.split('\t').map((v, i) => [cols[i], v.replace(/\\x([0-9a-fA-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)))])));
 }
 
 test('the catalogue holds the four first vendors, each with at least five models', () => {
