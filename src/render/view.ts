@@ -40,7 +40,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   const { config, vendor, model, tenant, template, device } = input;
   const s = config.settings;
   const maps = vendor.maps;
-  const map = (name: string, value: string): string => maps[name]?.[value] ?? value;
+  const vmaps = model.variant ? vendor.variantMaps?.[model.variant] : undefined;
+  const map = (name: string, value: string): string => vmaps?.[name]?.[value] ?? maps[name]?.[value] ?? value;
   const bool = (b: boolean) => map('bool', String(b));
 
   const provisioningUrl = template.general.provisioningUrl || s.provisioning.url;
@@ -116,14 +117,19 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   }
 
   const mapKey = (k: KeyDef, where: string): Dict | null => {
-    const code = maps.keyType?.[k.type];
+    const code = vmaps?.keyType?.[k.type] ?? maps.keyType?.[k.type];
     if (code === undefined) {
       out.warnings.push(`${where} ${k.index}: ${vendor.name} has no "${k.type}" key: left out`);
       return null;
     }
+    const per = model.keysPerPage && model.keysPerPage > 0 ? model.keysPerPage : 0;
     return {
       index: k.index,
       index0: k.index - 1,
+      /** page (1-based) and place on the page (1- and 0-based), for models with keysPerPage */
+      page: per ? Math.ceil(k.index / per) : 1,
+      pageIndex: per ? ((k.index - 1) % per) + 1 : k.index,
+      pageIndex0: per ? (k.index - 1) % per : k.index - 1,
       type: code,
       typeName: k.type,
       value: k.value,
@@ -140,6 +146,13 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     }
     const v = mapKey(k, 'DSS key');
     if (v) keys.push(v);
+  }
+  // the keys grouped by page, in page order, for formats that nest keys in a page element
+  const keyPages: { page: number; keys: Dict[] }[] = [];
+  for (const k of keys) {
+    const last = keyPages[keyPages.length - 1];
+    if (last && last.page === k.page) last.keys.push(k);
+    else keyPages.push({ page: k.page as number, keys: [k] });
   }
   const moduleDef = vendor.expansionModules?.find((m) => m.id.toLowerCase() === template.dsskeys.expansionModule.toLowerCase());
   const expansionCount = template.dsskeys.expansionModule === 'none' ? 0 : template.dsskeys.expansionCount;
@@ -171,7 +184,10 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
 
   return {
     vendor: { id: vendor.id, name: vendor.name },
-    model: { id: model.id, code: model.code ?? '', codes: model.codes ?? {}, lines: model.lines, keys: model.keys },
+    model: {
+      id: model.id, code: model.code ?? '', codes: model.codes ?? {}, lines: model.lines, keys: model.keys,
+      variant: model.variant ?? '', ...(model.variant ? { [`is_${model.variant}`]: true } : {}),
+    },
     device: device
       ? {
           mac: device.mac,
@@ -230,6 +246,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       /** +5:30, +1 */
       offsetHM: `${sign}${abs / 60 | 0}${abs % 60 ? ':' + mm : ''}`,
       offsetSeconds: off * 60,
+      /** quarter hours east of UTC (UTC+1 = 4, UTC+5:30 = 22), as some vendors count */
+      offsetQuarterHours: Math.round(off / 15),
       offsetHHMM: `${sign}${hh}:${mm}`,
       dst: map('dst', template.datetime.dst),
       dstName: template.datetime.dst,
@@ -245,6 +263,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       hasTones: template.phone.tones.length > 0,
     },
     keys,
+    keyPages,
     hasKeys: keys.length > 0,
     expansion: {
       module: moduleDef?.id ?? '',

@@ -244,6 +244,8 @@ export function loadVendor(dir: string): Vendor {
     if (!m.id) fail(`models[${i}].id`, 'missing');
     if (!Number.isInteger(m.lines) || m.lines < 1) fail(`models[${i}].lines`, `${m.lines} is not a line count`, 'a whole number ≥ 1');
     if (!Number.isInteger(m.keys) || m.keys < 0) fail(`models[${i}].keys`, `${m.keys} is not a key count`, 'a whole number ≥ 0');
+    if (m.variant !== undefined && !/^[a-z][a-z0-9]*$/.test(m.variant)) fail(`models[${i}].variant`, `"${m.variant}" is not a variant name`, 'lower-case letters and digits');
+    if (m.keysPerPage !== undefined && (!Number.isInteger(m.keysPerPage) || m.keysPerPage < 1)) fail(`models[${i}].keysPerPage`, `${m.keysPerPage} is not a key count`, 'a whole number ≥ 1');
     for (const [name, code] of Object.entries(m.codes ?? {})) {
       if (!/^[a-z][a-z0-9]*$/.test(name)) fail(`models[${i}].codes`, `"${name}" is not a code name`, 'lower-case letters and digits, e.g. cfg');
       if (typeof code !== 'string' || !CODE_RE.test(code)) fail(`models[${i}].codes.${name}`, `"${code}" is not a model code`, "letters, digits, '.', '_' and '-'");
@@ -295,8 +297,11 @@ export function loadVendor(dir: string): Vendor {
     if (!map) fail(`maps.${mapName}`, 'missing', `a map for ${keys.join(', ')}`);
     for (const k of keys) if (map![k] === undefined) fail(`maps.${mapName}.${k}`, 'missing', 'the vendor value for it');
   }
-  const keyMap = data.maps?.keyType ?? {};
-  for (const k of Object.keys(keyMap)) {
+  for (const variant of Object.keys(data.variantMaps ?? {})) {
+    if (!data.models.some((m) => m.variant === variant)) fail(`variantMaps.${variant}`, `no model has the variant "${variant}"`);
+  }
+  const keyMaps = [data.maps?.keyType ?? {}, ...Object.values(data.variantMaps ?? {}).map((m) => m.keyType ?? {})];
+  for (const k of keyMaps.flatMap((m) => Object.keys(m))) {
     if (!(KEY_TYPES as readonly string[]).includes(k)) fail(`maps.keyType.${k}`, `"${k}" is not a key type`, KEY_TYPES.join(', '));
   }
   if (!data.resync?.event) fail('resync.event', 'missing', 'the SIP NOTIFY event, e.g. check-sync');

@@ -22,6 +22,14 @@ export interface VendorModel {
   expansion?: string[];
   /** template settings this model has no parameter for, as in VendorData.unsupported */
   unsupported?: string[];
+  /**
+   * the file-format variant of this model's firmware when a vendor's models read different formats
+   * from the same file names (e.g. "oldxml"): the view has model.variant and model.is_<variant>,
+   * and VendorData.variantMaps.<variant> overrides value maps for these models
+   */
+  variant?: string;
+  /** line/function keys shown per page, where the vendor numbers keys per page: keys get page and pageIndex */
+  keysPerPage?: number;
   description?: string;
 }
 
@@ -68,6 +76,8 @@ export interface VendorData {
   files: VendorFile[];
   /** value maps from vendor-neutral values to the vendor's own: bool, transport, keyType, language, toneCountry, cidSource, dst */
   maps: Record<string, Record<string, string>>;
+  /** value maps that differ for the models of one variant: variant -> map name -> map (missing keys fall back to maps) */
+  variantMaps?: Record<string, Record<string, Record<string, string>>>;
   resync: { event: string; rebootEvent?: string };
   /**
    * template settings the vendor has no parameter for: "<section>.<key>" as in the ini file
