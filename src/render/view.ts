@@ -209,6 +209,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     server: {
       provisioningUrl,
       scheme: purl.protocol.replace(':', ''),
+      /** the vendor's code for the URL scheme (maps.scheme), e.g. a provisioning-protocol number */
+      schemeCode: map('scheme', purl.protocol.replace(':', '')),
       schemeUpper: purl.protocol.replace(':', '').toUpperCase(),
       host: purl.hostname,
       port: purl.port || (purl.protocol === 'https:' ? '443' : purl.protocol === 'tftp:' ? '69' : '80'),
@@ -222,6 +224,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       periodicCheckOn: template.general.periodicCheck > 0,
       periodicMinutes: template.general.periodicCheck,
       periodicSeconds: template.general.periodicCheck * 60,
+      /** the check interval in whole hours, rounded up (at least 1) */
+      periodicHours: Math.max(1, Math.ceil(template.general.periodicCheck / 60)),
     },
     sip,
     lines,
