@@ -413,6 +413,16 @@ const CLIENTS: Client[] = [
     },
   },
   {
+    what: 'a Fanvil phone (MAC 0c:38:3e:…, no vendor class: Fanvil sends none by default) option 66 = the provisioning URL + $mac.cfg',
+    mac: '0c:38:3e:12:34:56',
+    check(env) {
+      leased(env);
+      // dhclient hands its script a shell-safe value: the $ comes as \$
+      assert.is(env.get('new_tftp_server_name')?.replace(/\\\$/g, '$'), `${SITE.url}$mac.cfg`);
+      only(env, ['new_tftp_server_name']);
+    },
+  },
+  {
     what: 'the every-answer fixture vendor (suffix class "Desk9-fixphone") options 43 (sub-options 66, 67), 66 = host, 114, 160 and 200',
     mac: '02:00:00:00:20:00',
     vendorClass: 'Desk9-fixphone',
