@@ -110,13 +110,18 @@ test.before(async () => {
     setup: (cfg) => {
       const ini = path.join(cfg, 'aps.ini');
       fs.writeFileSync(ini, `${fs.readFileSync(ini, 'utf8')}\n[resync]\nport = ${sipPort}\n`);
+      // one extension per phone: the fixture's 101 and 102, and two more
+      fs.writeFileSync(path.join(cfg, 'extensions.d', 'more.ini'), '[201]\ntenant = acme\nsecret = "S3cr3t&<201>"\nname = Dora\n\n[202]\ntenant = acme\nsecret = "S3cr3t&<202>"\nname = Emil\n');
     },
   });
   base = `http://${d.http}`;
-  for (const p of [SPA, MPP]) {
-    const add = d.ctl('device', 'add', p.mac, '--tenant', 'acme', '--template', 'cisco-full', '--model', p.model, '--label', 'Reception');
+  for (const p of [SPA, MPP, FANVIL_NEW, FANVIL_OLD]) {
+    const template = p === SPA || p === MPP ? 'cisco-full' : 'fanvil-full';
+    const add = d.ctl('device', 'add', p.mac, '--tenant', 'acme', '--template', template, '--model', p.model, '--label', 'Reception');
     assert.is(add.status, 0, add.stderr);
-    assert.is(d.ctl('line', 'set', p.mac, '1', '--extension', p === SPA ? '101' : '102', '--label', 'Alice').status, 0);
+    const ext = p === SPA ? '101' : p === MPP ? '102' : p === FANVIL_NEW ? '201' : '202';
+    const line = d.ctl('line', 'set', p.mac, '1', '--extension', ext, '--label', 'Alice');
+    assert.is(line.status, 0, line.stderr);
   }
 });
 
@@ -233,6 +238,71 @@ test('apsctl device resync sends the SPA a NOTIFY with Event: resync', async () 
   assert.match(notifies[0], /\r\nEvent: resync\r\n/);
 });
 
+// ------------------------------------------------------------------------------------- Fanvil
+
+test('a Fanvil X5U-V2 boots: its common file F0V5UV200000.cfg (letter case kept) over TFTP and HTTP names $mac.cfg', () => {
+  const t = tftpGet('F0V5UV200000.cfg');
+  assert.is(t.status, 0, t.out);
+  xmlOk(t.body!, 'F0V5UV200000.cfg');
+  assert.match(t.body!, /<FlashServerIP>http:\/\/pbx\.example\.net:8080\/provisioning\/<\/FlashServerIP>/);
+  assert.match(t.body!, /<FlashFileName>\$mac\.cfg<\/FlashFileName>/);
+  assert.not.match(t.body!, /S3cr3t|Adm1n|Ld4p|DefaultPassword/);
+  const h = curl(['-A', FANVIL_NEW.ua, `${base}/F0V5UV200000.cfg`]);
+  assert.is(h.status, 200);
+  assert.is(h.body, t.body);
+  assert.is(curl(['-A', FANVIL_NEW.ua, `${base}/f0v5uv200000.txt`]).status, 404, 'the firmware descriptor is not served');
+});
+
+test('the X5U-V2 gets $mac.cfg only with proof; then its own credentials (DefaultUsername/DefaultPassword) open it', () => {
+  const url = `${base}/provisioning/${FANVIL_NEW.mac}.cfg`;
+  const no = curl(['-A', FANVIL_NEW.ua, url]);
+  assert.is(no.status, 401);
+  assert.not.match(no.body, /S3cr3t/);
+  const h = curl(['-A', FANVIL_NEW.ua, '--digest', '-u', CREDS, url]);
+  assert.is(h.status, 200, h.body);
+  xmlOk(h.body, `${FANVIL_NEW.mac}.cfg`);
+  assert.match(h.body, /<sysConf>/);
+  assert.match(h.body, /<RegisterPswd>S3cr3t&amp;&lt;201&gt;<\/RegisterPswd>/);
+  assert.match(h.body, /<Value>102@1\/ba<\/Value>/, 'BLF key');
+  const [u, p] = ownCredentials(FANVIL_NEW.mac).split(/:(.*)/s);
+  assert.ok(h.body.includes(`<DefaultUsername>${u}</DefaultUsername>`) && h.body.includes(`<DefaultPassword>${p}</DefaultPassword>`));
+  assert.is(curl(['-A', FANVIL_NEW.ua, '--digest', '-u', `${u}:${p}`, url]).status, 200);
+  lease(FANVIL_NEW.mac);
+  try {
+    const t = tftpGet(`${FANVIL_NEW.mac}.cfg`);
+    assert.is(t.status, 0, t.out);
+    assert.is(t.body, h.body);
+  } finally {
+    unlease(FANVIL_NEW.mac);
+  }
+});
+
+test('a Fanvil X4 (old firmware) boots: f0X4hw1.100.cfg, then $mac.cfg in the old <VOIP_CONFIG_FILE> format', () => {
+  const c = tftpGet('f0X4hw1.100.cfg');
+  assert.is(c.status, 0, c.out);
+  xmlOk(c.body!, 'f0X4hw1.100.cfg');
+  assert.match(c.body!, /<VOIP_CONFIG_FILE>/);
+  assert.match(c.body!, /<Config_File_Name>\$mac\.cfg<\/Config_File_Name>/);
+  golden('fanvil/oldxml/f0X4hw1.100.cfg', c.body!);
+  const h = curl(['-A', FANVIL_OLD.ua, '--digest', '-u', CREDS, `${base}/${FANVIL_OLD.mac}.cfg`]);
+  assert.is(h.status, 200, h.body);
+  xmlOk(h.body, `${FANVIL_OLD.mac}.cfg`);
+  assert.match(h.body, /<SIP_Line_List_Entry>\n<ID>SIP1<\/ID>\n<Phone_Number>202<\/Phone_Number>/);
+  assert.match(h.body, /<Language>4<\/Language>/, 'old firmware numbers its languages: fr = 4');
+  assert.match(h.body, /<ID>Fkey2<\/ID>/);
+  golden('fanvil/oldxml/0c383e07e16c.cfg', h.body, FANVIL_OLD.mac);
+});
+
+test('apsctl device resync sends the Fanvil a NOTIFY with Event: check-sync', async () => {
+  notifies.length = 0;
+  lease(FANVIL_NEW.mac);
+  const r = await ctlAsync('device', 'resync', FANVIL_NEW.mac);
+  unlease(FANVIL_NEW.mac);
+  assert.is(r.status, 0, r.out);
+  assert.ok(notifies.length >= 1, `no NOTIFY reached the phone: ${r.out}`);
+  assert.match(notifies[0], /\r\nEvent: check-sync\r\n/);
+});
+
 // ------------------------------------------------------------------------------------- unknown MACs
 
 test('an unknown Cisco MAC fetching a file over HTTP gets the same 401 as a known one and no secret; 404 with credentials', () => {
@@ -241,6 +311,15 @@ test('an unknown Cisco MAC fetching a file over HTTP gets the same 401 as a know
   assert.is(h.status, 401);
   assert.not.match(h.body, /S3cr3t|flat-profile/);
   assert.is(curl(['-A', `Cisco/SPA508G-7.4.4 (${mac.toUpperCase()})(CBT141400UK)`, '--digest', '-u', CREDS, `${base}/provisioning/${mac}.xml`]).status, 404);
+});
+
+test('an unknown Fanvil MAC fetching its file over HTTP gets 401 and no secret; 404 with credentials', () => {
+  const mac = '0c383e00ee01';
+  const ua = `Fanvil X5U-V2 2.12.16.17 ${mac}`;
+  const h = curl(['-A', ua, `${base}/${mac}.cfg`]);
+  assert.is(h.status, 401);
+  assert.not.match(h.body, /S3cr3t|sysConf/);
+  assert.is(curl(['-A', ua, '--digest', '-u', CREDS, `${base}/${mac}.cfg`]).status, 404);
 });
 
 test.run();
