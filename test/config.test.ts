@@ -130,6 +130,11 @@ test('a template with a bad key value names the file, line and key', () => {
     ['[phone]\nlanguage = klingon\n', 5, /one of en, fr/],
     ['[server]\ntransport = sctp\n', 5, /udp, tcp, tls/],
     ['[dsskeys]\nexpansion_count = 1\nmodule2_key1 = blf:1:x\n', 6, /beyond expansion_count/],
+    ['[network]\nqos_rtp_dscp = 64\n', 5, /from 0 to 63/],
+    ['[server]\ndtmf_mode = sip\n', 5, /rfc2833, inband, info, rfc2833\+info/],
+    ['[phone]\ndial_plan = (x.T|[2-9xx)\n', 5, /"\[" without "\]"/],
+    ['[phone]\ndial_plan = 9T1\n', 5, /T \(the timer\) may only end/],
+    ['[general]\ncheck_time = 25:00\n', 5, /HH:MM or HH:MM-HH:MM/],
   ];
   for (const [body, line, re] of cases) {
     const e = errorOf(() => readTemplate(ini(body)));
@@ -145,6 +150,17 @@ test('template keys are parsed into types, values, labels and lines', () => {
     [2, 'blf', '102', 'Bob', 2],
     [3, 'url', 'http://x.example/a.xml', 'Dir', 1],
   ]);
+});
+
+test('QoS, DTMF, dial plan and check time are read from their tabs', () => {
+  const t = readTemplate(parseIni('[template]\nvendor = yealink\nmodel = T46S\n[general]\ncheck_time = 01:00-05:00\n[server]\ndtmf_mode = rfc2833+info\n[network]\nqos_sip_dscp = 26\nqos_rtp_dscp = 46\n[phone]\ndial_plan = ( [2-9]xx | 9011x.T | *xx )\n', 'x.ini'));
+  assert.equal(t.general.checkTime, { from: 60, to: 300 });
+  assert.is(t.server.dtmfMode, 'rfc2833+info');
+  assert.equal([t.network.qosSipDscp, t.network.qosRtpDscp], [26, 46]);
+  assert.is(t.phone.dialPlan!.text, '([2-9]xx|9011x.T|*xx)');
+  assert.equal(t.phone.dialPlan!.patterns.map((p) => p.regex), ['[2-9][0-9][0-9]', '9011[0-9]*', '\\*[0-9][0-9]']);
+  const none = readTemplate(parseIni('[template]\nvendor = yealink\nmodel = T46S\n', 'x.ini'));
+  assert.equal([none.network.qosSipDscp, none.phone.dialPlan, none.general.checkTime, none.server.dtmfMode], [null, null, null, 'rfc2833']);
 });
 
 test('IP/DNS mapping replaces whole addresses only, and the tenant wins over the global map', () => {

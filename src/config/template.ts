@@ -7,6 +7,7 @@ import path from 'node:path';
 import net from 'node:net';
 import type { IniFile } from './ini-file.js';
 import { SectionReader, isHost, parseHostPort } from './fields.js';
+import { parseDigitMap, type DigitMap } from './digitmap.js';
 
 export const KEY_TYPES = ['line', 'blf', 'speeddial', 'transfer', 'park', 'dtmf', 'url', 'none'] as const;
 export type KeyType = (typeof KEY_TYPES)[number];
@@ -14,6 +15,8 @@ export const LANGUAGES = ['en', 'fr', 'de', 'es', 'it', 'nl', 'pt', 'pl', 'ru', 
 export const TONE_COUNTRIES = ['us', 'gb', 'ca', 'au', 'fr', 'de', 'at', 'ch', 'be', 'nl', 'es', 'it', 'pt', 'pl', 'ru'] as const;
 export const TONE_NAMES = ['dial', 'ring', 'busy', 'congestion', 'callwaiting'] as const;
 export const TRANSPORTS = ['udp', 'tcp', 'tls'] as const;
+export const DTMF_MODES = ['rfc2833', 'inband', 'info', 'rfc2833+info'] as const;
+export type DtmfMode = (typeof DTMF_MODES)[number];
 export type Transport = (typeof TRANSPORTS)[number];
 
 export interface KeyDef {
@@ -31,11 +34,19 @@ export interface Template {
   model: string;
   tenant: string; // '*' = global
   firmware: string;
-  general: { provisioningUrl: string; firmwareUrl: string; periodicCheck: number };
-  server: { registrar: string; port: number; transport: Transport; outboundProxy: string; expires: number };
-  network: { nat: boolean; rport: boolean; stunServer: string; vlanId: number; vlanPriority: number; lldp: boolean; cdp: boolean };
+  general: {
+    provisioningUrl: string; firmwareUrl: string; periodicCheck: number;
+    /** daily check: at `from`, or at a moment between `from` and `to` (minutes after midnight); null = none */
+    checkTime: { from: number; to: number } | null;
+  };
+  server: { registrar: string; port: number; transport: Transport; outboundProxy: string; expires: number; dtmfMode: DtmfMode };
+  network: {
+    nat: boolean; rport: boolean; stunServer: string; vlanId: number; vlanPriority: number; lldp: boolean; cdp: boolean;
+    /** DSCP of SIP and RTP packets, 0-63; null = the phone's own default */
+    qosSipDscp: number | null; qosRtpDscp: number | null;
+  };
   datetime: { ntpServer1: string; ntpServer2: string; utcOffsetMinutes: number; dst: 'auto' | 'on' | 'off'; timeZoneName: string };
-  phone: { language: string; toneCountry: string; tones: { name: string; value: string }[] };
+  phone: { language: string; toneCountry: string; tones: { name: string; value: string }[]; dialPlan: DigitMap | null };
   dsskeys: { keys: KeyDef[]; expansionModule: string; expansionCount: number; moduleKeys: (KeyDef & { module: number })[] };
   progkeys: KeyDef[];
   security: { adminPassword: string; allowDirectIpCall: boolean; trustedServerOnly: boolean };
@@ -77,6 +88,7 @@ export function readTemplate(ini: IniFile): Template {
     provisioningUrl: g.url('provisioning_url', ''),
     firmwareUrl: g.url('firmware_url', ''),
     periodicCheck: g.int('periodic_check', 1440, 0, 43200),
+    checkTime: readCheckTime(g),
   };
   g.done();
 
@@ -91,6 +103,7 @@ export function readTemplate(ini: IniFile): Template {
     transport: s.oneOf('transport', 'udp', TRANSPORTS),
     outboundProxy,
     expires: s.int('expires', 3600, 30, 86400),
+    dtmfMode: s.oneOf('dtmf_mode', 'rfc2833', DTMF_MODES),
   };
   s.done();
 
@@ -105,6 +118,8 @@ export function readTemplate(ini: IniFile): Template {
     vlanPriority: n.int('vlan_priority', 0, 0, 7),
     lldp: n.bool('lldp', true),
     cdp: n.bool('cdp', false),
+    qosSipDscp: n.has('qos_sip_dscp') ? n.int('qos_sip_dscp', 0, 0, 63) : null,
+    qosRtpDscp: n.has('qos_rtp_dscp') ? n.int('qos_rtp_dscp', 0, 0, 63) : null,
   };
   n.done();
 
@@ -133,6 +148,7 @@ export function readTemplate(ini: IniFile): Template {
     language: p.oneOf('language', 'en', LANGUAGES),
     toneCountry: p.oneOf('tone_country', 'us', TONE_COUNTRIES),
     tones,
+    dialPlan: readDialPlan(p),
   };
   p.done();
 
@@ -217,6 +233,26 @@ export function readTemplate(ini: IniFile): Template {
     name, file: ini.file, vendor, model, tenant, firmware, general, server, network, datetime, phone,
     dsskeys: { keys, expansionModule, expansionCount, moduleKeys }, progkeys, security, paging, services, ldap,
   };
+}
+
+function readCheckTime(r: SectionReader): { from: number; to: number } | null {
+  const v = r.str('check_time', '');
+  if (!v) return null;
+  const m = /^([01]\d|2[0-3]):([0-5]\d)(?:-([01]\d|2[0-3]):([0-5]\d))?$/.exec(v);
+  if (!m) r.fail('check_time', `"${v}" is not a time or a window`, 'HH:MM or HH:MM-HH:MM, e.g. 02:30 or 01:00-05:00');
+  const from = Number(m![1]) * 60 + Number(m![2]);
+  const to = m![3] ? Number(m![3]) * 60 + Number(m![4]) : from;
+  return { from, to };
+}
+
+function readDialPlan(r: SectionReader): DigitMap | null {
+  const v = r.str('dial_plan', '');
+  if (!v) return null;
+  try {
+    return parseDigitMap(v);
+  } catch (e) {
+    return r.fail('dial_plan', (e as Error).message, 'an MGCP digit map (RFC 3435 2.1.5), e.g. (x.T|[2-9]xx|*xx|911)');
+  }
 }
 
 function parseKey(r: SectionReader, key: string, index: number): KeyDef {

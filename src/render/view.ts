@@ -61,6 +61,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     outboundProxyPort: proxy ? proxy.port : template.server.outboundProxy ? template.server.port : '',
     hasOutboundProxy: template.server.outboundProxy !== '',
     expires: template.server.expires,
+    dtmfMode: map('dtmfMode', template.server.dtmfMode),
+    dtmfModeName: template.server.dtmfMode,
   };
 
   const lines: Dict[] = [];
@@ -226,6 +228,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       periodicSeconds: template.general.periodicCheck * 60,
       /** the check interval in whole hours, rounded up (at least 1) */
       periodicHours: Math.max(1, Math.ceil(template.general.periodicCheck / 60)),
+      ...checkTimeView(template.general.checkTime, device?.mac ?? ''),
     },
     sip,
     lines,
@@ -238,6 +241,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       vlan: bool(net.vlanId > 0), vlanOn: net.vlanId > 0, vlanId: net.vlanId, vlanPriority: net.vlanPriority,
       lldp: bool(net.lldp), lldpOn: net.lldp,
       cdp: bool(net.cdp), cdpOn: net.cdp,
+      hasQosSip: net.qosSipDscp !== null, qosSipDscp: net.qosSipDscp ?? '', qosSipTos: net.qosSipDscp === null ? '' : net.qosSipDscp << 2,
+      hasQosRtp: net.qosRtpDscp !== null, qosRtpDscp: net.qosRtpDscp ?? '', qosRtpTos: net.qosRtpDscp === null ? '' : net.qosRtpDscp << 2,
     },
     datetime: {
       ntpServer1: template.datetime.ntpServer1,
@@ -265,6 +270,13 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       toneCountryCode: template.phone.toneCountry,
       tones: template.phone.tones.map((t) => ({ name: map('toneName', t.name), value: t.value })),
       hasTones: template.phone.tones.length > 0,
+      hasDialPlan: template.phone.dialPlan !== null,
+      /** the digit map as written: (x.T|[2-9]xx) */
+      dialPlan: template.phone.dialPlan?.text ?? '',
+      /** each alternative with its regular-expression form, for vendors whose dial plans are regular expressions */
+      dialPlanPatterns: (template.phone.dialPlan?.patterns ?? []).map((p, i) => ({ index: i + 1, source: p.source, regex: p.regex, timer: p.timer, last: i === template.phone.dialPlan!.patterns.length - 1 })),
+      /** the alternatives as one regular expression: ^(?:a|b)$ body without anchors: a|b */
+      dialPlanRegex: (template.phone.dialPlan?.patterns ?? []).map((p) => p.regex).join('|'),
     },
     keys,
     keyPages,
@@ -294,6 +306,27 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     ldap: unprovisioned
       ? { ...template.ldap, user: '', password: '', enabled: bool(false), enabledOn: false }
       : { ...template.ldap, enabled: bool(template.ldap.enabled), enabledOn: template.ldap.enabled },
+  };
+}
+
+/**
+ * The daily check time of one device: the template's time, or a moment in the template's
+ * window picked from the MAC, so that a site's phones spread over the window and each phone
+ * keeps its moment from one render to the next.
+ */
+export function checkTimeView(window: { from: number; to: number } | null, mac: string): Dict {
+  if (!window) return { hasCheckTime: false, checkTime: '', checkHour: '', checkMinute: '', checkTimeFrom: '', checkTimeTo: '' };
+  const span = (window.to - window.from + 1440) % 1440;
+  const h = crypto.createHash('sha256').update(`check/${mac}`).digest().readUInt32BE(0);
+  const at = (window.from + (span === 0 ? 0 : h % (span + 1))) % 1440;
+  const hm = (m: number) => `${String(Math.floor(m / 60)).padStart(2, '0')}:${String(m % 60).padStart(2, '0')}`;
+  return {
+    hasCheckTime: true,
+    checkTime: hm(at),
+    checkHour: Math.floor(at / 60),
+    checkMinute: at % 60,
+    checkTimeFrom: hm(window.from),
+    checkTimeTo: hm(window.to),
   };
 }
 
