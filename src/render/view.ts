@@ -243,6 +243,9 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       cdp: bool(net.cdp), cdpOn: net.cdp,
       hasQosSip: net.qosSipDscp !== null, qosSipDscp: net.qosSipDscp ?? '', qosSipTos: net.qosSipDscp === null ? '' : net.qosSipDscp << 2,
       hasQosRtp: net.qosRtpDscp !== null, qosRtpDscp: net.qosRtpDscp ?? '', qosRtpTos: net.qosRtpDscp === null ? '' : net.qosRtpDscp << 2,
+      /** the ToS byte in hex (DSCP 26 = 0x68), as some vendors write it */
+      qosSipTosHex: net.qosSipDscp === null ? '' : `0x${(net.qosSipDscp << 2).toString(16).padStart(2, '0')}`,
+      qosRtpTosHex: net.qosRtpDscp === null ? '' : `0x${(net.qosRtpDscp << 2).toString(16).padStart(2, '0')}`,
     },
     datetime: {
       ntpServer1: template.datetime.ntpServer1,
@@ -315,7 +318,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
  * keeps its moment from one render to the next.
  */
 export function checkTimeView(window: { from: number; to: number } | null, mac: string): Dict {
-  if (!window) return { hasCheckTime: false, checkTime: '', checkHour: '', checkMinute: '', checkTimeFrom: '', checkTimeTo: '' };
+  if (!window) return { hasCheckTime: false, checkTime: '', checkTimeHHmm: '', checkHour: '', checkMinute: '', checkTimeFrom: '', checkTimeTo: '', checkWindowMinutes: 0 };
   const span = (window.to - window.from + 1440) % 1440;
   const h = crypto.createHash('sha256').update(`check/${mac}`).digest().readUInt32BE(0);
   const at = (window.from + (span === 0 ? 0 : h % (span + 1))) % 1440;
@@ -323,6 +326,10 @@ export function checkTimeView(window: { from: number; to: number } | null, mac: 
   return {
     hasCheckTime: true,
     checkTime: hm(at),
+    /** 0130: the time without a colon */
+    checkTimeHHmm: hm(at).replace(':', ''),
+    /** the length of the window in minutes (0 for a single time) */
+    checkWindowMinutes: span,
     checkHour: Math.floor(at / 60),
     checkMinute: at % 60,
     checkTimeFrom: hm(window.from),
