@@ -221,11 +221,13 @@ test('the 3PCC phone gets its MAC file over HTTP with proof, with MPP parameter 
   assert.is(own.status, 200);
 });
 
-test('apsctl config check names what a Cisco template sets but the phone cannot take', () => {
+test('apsctl config check names what the Cisco and Fanvil templates set but the phones cannot take', () => {
   const r = d.ctl('config', 'check');
   const text = r.stdout + r.stderr;
-  if (!/left out/.test(text)) return; // config check lists template warnings only once the lead wires them in
-  assert.match(text, /has no "transfer" key: left out/);
+  assert.match(text, /cisco-full\.ini: DSS key 4: Cisco has no "transfer" key: left out/);
+  assert.match(text, /cisco-full\.ini: \[progkeys\]: Cisco has no "progkeys" key: left out/);
+  assert.match(text, /cisco-full\.ini: \[phone\] tone_country: Cisco has no "tone_country" key: left out/);
+  assert.match(text, /fanvil-full\.ini: \[phone\] dial_plan: Fanvil has no "dial_plan" key: left out/);
 });
 
 test('apsctl device resync sends the SPA a NOTIFY with Event: resync', async () => {
