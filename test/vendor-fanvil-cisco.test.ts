@@ -190,10 +190,16 @@ test('over TFTP the SPA gets its MAC file while it holds its DHCP lease', () => 
   }
 });
 
-test('the SPA fetches were seen with the model and firmware its User-Agent carries', () => {
-  const show = JSON.parse(d.ctl('--json', 'device', 'show', SPA.mac).stdout) as Record<string, unknown>;
-  assert.is(show.model, 'SPA508G');
-  assert.is(show.vendor, 'cisco');
+test('apsctl device show lists the files a SPA508G and a 7832 ask for, and no file of the other family', () => {
+  const spa = d.ctl('device', 'show', SPA.mac).stdout;
+  assert.match(spa, /spa508G\.cfg +no secrets/);
+  assert.match(spa, /0002fdff2103\.xml +holds secrets/);
+  assert.not.match(spa, /^ +\.xml/m);
+  const mpp = d.ctl('device', 'show', MPP.mac).stdout;
+  assert.match(mpp, /7832\.xml +no secrets/);
+  assert.not.match(mpp, /spa\S*\.cfg/);
+  const names = (JSON.parse(d.ctl('--json', 'render', MPP.mac).stdout) as { name: string }[]).map((f) => f.name);
+  assert.equal(names, ['7832.xml', '00562b043615.xml']);
 });
 
 // ------------------------------------------------------------------------------------- Cisco MPP
