@@ -21,8 +21,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { decodeDhcp, encodeDhcp } from '../src/dhcp/codec.js';
-import { canUseNetns, createLink, type Link, type NsProcess } from '../test/support/netns.js';
+import { decodeDhcp, encodeDhcp } from '../src/wire/dhcp.js';
+import { canUseNetns, createLink, type Link, type NsProcess } from './lib/netns.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SELF = fileURLToPath(import.meta.url);

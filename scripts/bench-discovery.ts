@@ -24,9 +24,9 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import { encodeDhcp, optIp, type DhcpEncodeInput } from '../src/dhcp/codec.js';
-import { frameForDhcp, writePcap, type PcapFrame } from '../src/dhcp/frame.js';
-import { canUseNetns, createLink, waitUntil, which, type Link } from '../test/support/netns.js';
+import { encodeDhcp, optIp, type DhcpEncodeInput } from '../src/wire/dhcp.js';
+import { frameForDhcp, writePcap, type PcapFrame } from '../src/wire/frame.js';
+import { canUseNetns, createLink, waitUntil, which, type Link } from './lib/netns.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const RUNNER = path.join(ROOT, 'dist/src/daemon.js');

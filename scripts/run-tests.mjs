@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The test command (npm test): builds dist/ (the daemon tests run the built apsd and apsctl,
+// The test command (npm test): checks the layers (check:deps), builds dist/ (the daemon tests run the built apsd and apsctl,
 // as an administrator would), runs every uvu suite under test/, and ends with one line
 // "N passed, N failed".
 import { spawnSync, spawn } from 'node:child_process';
@@ -9,6 +9,12 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+// the layers first (npm run check:deps): a circle or a back-arrow fails the run before any test
+const deps = spawnSync(process.execPath, [path.join(root, 'scripts/check-deps.mjs')], { cwd: root, stdio: 'inherit' });
+if (deps.status !== 0) {
+  console.log('0 passed, 1 failed');
+  process.exit(1);
+}
 const build = spawnSync(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], { cwd: root, stdio: 'inherit' });
 if (build.status !== 0) {
   console.log('0 passed, 1 failed');

@@ -1,70 +1,64 @@
 /**
- * Wiring in one place: configuration, vendors, store, renderer, guard and the servers.
- * Used by apsd (src/daemon.ts) and by the tests, which start the same thing on loopback.
+ * Wiring, and nothing else: builds the configuration, vendor registry, store, the one
+ * inventory, renderer, guard and every server, and hands each exactly the peers it uses.
+ * Only apsd (src/daemon.ts) builds an App.
  */
 import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { ApsError } from './errors.js';
-import { loadConfig, type Config } from './config/index.js';
+import { loadConfig, type Config, type Tenant } from './config/index.js';
 import { formatHostPort } from './config/fields.js';
 import type { HostPort } from './config/fields.js';
 import { createLogger, fileWriter, type Logger } from './log.js';
+import { describeError } from './errors.js';
 import { Renderer } from './render/index.js';
 import { Store } from './store/index.js';
 import { VendorRegistry } from './vendors/registry.js';
-import { DigestAuth } from './serve/digest.js';
-import { Guard, normalizeIp } from './serve/guard.js';
-import { HttpService } from './serve/http.js';
-import { createTftpServer, type TftpServer } from './serve/tftp.js';
-import { tftpResolver } from './serve/tftp-adapter.js';
-import { createCaptureService } from './discovery/capture.js';
-import { createPnpService } from './discovery/pnp.js';
-import { createDhcpServerService } from './dhcp/server.js';
-import { createPinService } from './pin/service.js';
-
-/** The project root: src/ when run from source, dist/src/ when built. */
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-export const INSTALL_DIR = fs.existsSync(path.join(HERE, '../vendors')) ? path.resolve(HERE, '..') : path.resolve(HERE, '../..');
-export const DEFAULT_VENDORS_DIR = path.join(INSTALL_DIR, 'vendors');
-
-/** A part of apsd with a life of its own (DHCP capture, DHCP server, FastAGI, SIP PnP …). */
-export interface Service {
-  name: string;
-  start(): Promise<void>;
-  stop(): Promise<void>;
-  /** called after a successful configuration reload */
-  reload?(): void;
-  /** key=value facts for the "apsd ready" line */
-  describe?(): Record<string, string>;
-}
+import { checkTemplates } from './vendors/templates-check.js';
+import { DEFAULT_VENDORS_DIR } from './install.js';
+import { Inventory } from './inventory/inventory.js';
+import { DigestAuth } from './provisioning/digest.js';
+import { Guard } from './provisioning/guard.js';
+import { provisioningUrl } from './provisioning/url.js';
+import { normalizeIp } from './net/address.js';
+import type { Service } from './servers/service.js';
+import { HttpService, type HttpServerDeps } from './servers/http.js';
+import { createTftpServer, type TftpServer } from './servers/tftp.js';
+import { tftpResolver } from './servers/tftp-files.js';
+import { createCaptureService } from './servers/dhcp-capture.js';
+import { createPnpService } from './servers/pnp.js';
+import { createDhcpServerService } from './servers/dhcp-server.js';
+import { createPinService } from './servers/pin.js';
+import { notFound, type ApiHandler } from './servers/api.js';
 
 export interface AppOptions {
   configDir: string | null;
   vendorsDir?: string;
   log?: Logger;
-  /** override listen addresses (tests) */
+  /** override listen addresses (apsd --http-listen …) */
   httpListen?: HostPort[];
   httpsListen?: HostPort[];
   tftpListen?: HostPort[];
 }
 
 export class App {
-  config: Config;
-  generation = 1;
+  private config: Config;
+  private gen = 1;
+  /** the configuration generation: 1 at start, +1 at every accepted reload */
+  get generation(): number {
+    return this.gen;
+  }
   readonly registry: VendorRegistry;
   readonly store: Store;
+  readonly inventory: Inventory;
   readonly renderer: Renderer;
   readonly auth: DigestAuth;
   readonly guard: Guard;
   readonly log: Logger;
-  http?: HttpService;
-  https?: HttpService;
-  tftp?: TftpServer;
+  private http?: HttpService;
+  private https?: HttpService;
+  private tftp?: TftpServer;
   /** optional services, started after the file servers and stopped before them */
-  readonly services: Service[] = [];
-  /** handler of /api/… on the HTTP(S) listeners, set by the services that offer an API */
-  api?: import('./serve/http.js').HttpServerDeps['api'];
+  private readonly services: Service[] = [];
+  private readonly apis: ApiHandler[] = [];
 
   constructor(readonly opts: AppOptions) {
     this.config = loadConfig(opts.configDir);
@@ -75,28 +69,33 @@ export class App {
     checkTemplates(this.config, this.registry);
     this.store = Store.open(this.config.settings.server.stateDir, { cache: true });
     fs.mkdirSync(this.config.settings.server.firmwareDir, { recursive: true });
-    this.renderer = new Renderer({ registry: this.registry, store: this.store, config: () => this.config, generation: () => this.generation });
+    const config = () => this.config;
+    const settings = () => this.config.settings;
+    const generation = () => this.gen;
+    this.renderer = new Renderer({ registry: this.registry, store: this.store, config, generation });
     const sec = this.config.settings.security;
     this.auth = new DigestAuth(sec.username ? { username: sec.username, password: sec.password } : null, sec.realm);
-    this.guard = new Guard({ store: this.store, settings: () => this.config.settings, auth: this.auth, log: this.log, registry: () => this.registry });
+    this.guard = new Guard({ store: this.store, settings, auth: this.auth, log: this.log, registry: () => this.registry });
+    this.inventory = new Inventory({ store: this.store, registry: this.registry, settings, templates: () => this.config.templates, log: this.log });
     for (const w of this.config.warnings) this.log.warn(w);
+
+    const url = (tenant: Tenant | undefined, localIp: string) =>
+      provisioningUrl({ settings: this.config.settings, tenant, localIp, listen: this.opts.httpListen ?? this.config.settings.http.listen, httpPort: this.http?.addresses()[0]?.port });
+    const { store, registry, guard, inventory, log } = this;
     // optional services, each null when its section leaves it off
-    for (const make of [createCaptureService, createDhcpServerService, createPnpService, createPinService]) {
-      const svc = make(this);
-      if (svc) this.services.push(svc);
-    }
+    const capture = createCaptureService({ capture: () => this.config.settings.dhcp.capture, inventory, log });
+    const dhcpServer = createDhcpServerService({ config, generation, store, registry, inventory, log, provisioningUrl: url });
+    const pnp = createPnpService({ config, registry, store, guard, inventory, log, provisioningUrl: url });
+    const pin = createPinService({ config, store, registry, guard, log });
+    for (const svc of [capture, dhcpServer, pnp, pin]) if (svc) this.services.push(svc);
+    if (pin) this.apis.push(pin.api);
   }
 
-  async start(): Promise<void> {
-    const s = this.config.settings;
-    const deps = {
-      api: (req: Parameters<NonNullable<App['api']>>[0], res: Parameters<NonNullable<App['api']>>[1], info: Parameters<NonNullable<App['api']>>[2]) => {
-        if (this.api) this.api(req, res, info);
-        else {
-          res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' });
-          res.end('no API here\n');
-          req.resume();
-        }
+  private serverDeps(): HttpServerDeps {
+    return {
+      api: (req, res, info) => {
+        for (const a of this.apis) if (a(req, res, info)) return;
+        notFound(res, req);
       },
       registry: () => this.registry,
       store: this.store,
@@ -107,6 +106,11 @@ export class App {
       auth: this.auth,
       settings: () => this.config.settings,
     };
+  }
+
+  async start(): Promise<void> {
+    const s = this.config.settings;
+    const deps = this.serverDeps();
     const httpListen = this.opts.httpListen ?? s.http.listen;
     if (httpListen.length) {
       this.http = new HttpService(deps);
@@ -172,7 +176,7 @@ export class App {
       next = loadConfig(this.opts.configDir);
       checkTemplates(next, this.registry);
     } catch (e) {
-      const msg = (e as { describe?: () => string }).describe?.() ?? (e as Error).message;
+      const msg = describeError(e);
       this.log.error('reload refused: keeping the running configuration', { err: msg });
       return { ok: false, error: msg };
     }
@@ -180,7 +184,7 @@ export class App {
     const fixed = (x: typeof old) => JSON.stringify([x.http.listen, x.https, x.tftp.listen, x.tftp.enabled, x.server.stateDir, x.server.securityLog, x.security.realm]);
     if (fixed(old) !== fixed(next.settings)) this.log.warn('listen addresses, [https], [tftp] enabled, state_dir, security_log and realm take effect at the next restart');
     this.config = next;
-    this.generation++;
+    this.gen++;
     const sec = next.settings.security;
     this.auth.setCredentials(sec.username ? { username: sec.username, password: sec.password } : null);
     this.log.setLevel(next.settings.server.logLevel);
@@ -192,26 +196,9 @@ export class App {
 
   async stop(drainMs = 5000): Promise<void> {
     for (const svc of [...this.services].reverse()) {
-      await svc.stop().catch((e) => this.log.error('service did not stop cleanly', { service: svc.name, err: (e as Error).message }));
+      await svc.stop().catch((e) => this.log.error('service did not stop cleanly', { service: svc.name, err: describeError(e) }));
     }
     await Promise.all([this.http?.close(drainMs), this.https?.close(drainMs), this.tftp?.close({ drainMs })]);
     this.store.close();
-  }
-}
-
-/** Every template must name a known vendor and one of its models. */
-export function checkTemplates(config: Config, registry: VendorRegistry): void {
-  for (const t of config.templates.values()) {
-    const v = registry.get(t.vendor);
-    if (!v) {
-      throw new ApsError('APS_ERR_CONFIG', `no vendor "${t.vendor}"`, {
-        file: t.file, key: '[template] vendor', expected: `one of ${registry.list().map((x) => x.id).join(', ')}`,
-      });
-    }
-    if (!registry.model(v.id, t.model)) {
-      throw new ApsError('APS_ERR_CONFIG', `${v.name} has no model "${t.model}"`, {
-        file: t.file, key: '[template] model', expected: `one of ${v.models.map((m) => m.id).join(', ')}`,
-      });
-    }
   }
 }

@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { App } from './app.js';
 import { configDirFrom } from './config/index.js';
 import { parseHostPort, type HostPort } from './config/fields.js';
-import { isApsError } from './errors.js';
+import { isApsError, describeError } from './errors.js';
 import { createLogger } from './log.js';
 
 interface SdNotify {
@@ -81,7 +81,7 @@ async function main(): Promise<number> {
       tftpListen: listenOverride(args['tftp-listen']),
     });
   } catch (e) {
-    boot.error('cannot start', { err: isApsError(e) ? e.describe() : (e as Error).message });
+    boot.error('cannot start', { err: describeError(e) });
     return 1;
   }
   if (args.check) {
@@ -93,7 +93,7 @@ async function main(): Promise<number> {
   try {
     await app.start();
   } catch (e) {
-    app.log.error('cannot start', { err: isApsError(e) ? e.describe() : (e as Error).message });
+    app.log.error('cannot start', { err: describeError(e) });
     app.store.close();
     return 1;
   }
@@ -126,7 +126,7 @@ async function main(): Promise<number> {
           resolve(0);
         },
         (e) => {
-          app.log.error('unclean stop', { err: (e as Error).message });
+          app.log.error('unclean stop', { err: describeError(e) });
           resolve(1);
         },
       );

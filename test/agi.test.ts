@@ -4,6 +4,7 @@
  * emulator that splits commands with res_agi's own parse_args rules and keeps the channel
  * variables, so a test can say what the dialplan would see in ${APS_RESULT}.
  */
+import { rejection } from './support/rejection.js';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fs from 'node:fs';
@@ -12,7 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApsError } from '../src/errors.js';
 import { memoryLogger } from '../src/log.js';
-import { createAgiServer, parseAgiArgs, parseAgiResponse, quoteAgiArg, type AgiServer, type AgiServerOptions, type AgiSession } from '../src/pbx/agi.js';
+import { createAgiServer, parseAgiArgs, parseAgiResponse, quoteAgiArg, type AgiServer, type AgiServerOptions, type AgiSession } from '../src/wire/agi.js';
 import { asteriskParseArgs } from './support/pin-peers.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -207,15 +208,6 @@ async function emulate(port: number, o: EmuOptions = {}) {
   return { sock, vars, commands, done };
 }
 
-async function rejection(p: Promise<unknown>): Promise<ApsError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.instance(e, ApsError);
-    return e as ApsError;
-  }
-  throw new assert.Assertion({ message: 'expected a rejection', operator: 'rejects', expects: 'ApsError', actual: 'resolved' });
-}
 
 function waitFor(cond: () => boolean, ms = 2000): Promise<void> {
   const deadline = Date.now() + ms;

@@ -1,112 +1,31 @@
 /**
- * AMI client against a small fake manager on 127.0.0.1 that speaks as Asterisk's manager.c
- * does (banner, Login, Response/ActionID, FullyBooted event, Goodbye) and records every
- * action it receives.
+ * AMI client against the fake manager of test/support (it speaks as Asterisk's manager.c
+ * does and records every action it receives) on 127.0.0.1.
  */
+import { rejection } from './support/rejection.js';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import net from 'node:net';
 import { ApsError } from '../src/errors.js';
 import { memoryLogger } from '../src/log.js';
-import { amiAction, encodeAmiAction, type AmiOptions } from '../src/pbx/ami.js';
+import { amiAction, encodeAmiAction, type AmiOptions } from '../src/wire/ami.js';
+import { fakeManager as startManager, type AmiRecorded, type FakeManagerOptions } from './support/pin-peers.js';
 
-type Action = [string, string][];
+type Action = AmiRecorded;
 
-interface FakeOptions {
-  secret?: string;
-  banner?: string;
-  /** answer to an action other than Login/Logoff: lines without ActionID (added) */
-  reply?: (a: Action) => string[] | null;
-  /** send an event before each response */
-  chatty?: boolean;
-}
-
-const servers: net.Server[] = [];
+const managers: { close(): Promise<void> }[] = [];
 test.after.each(async () => {
-  while (servers.length) {
-    const s = servers.pop()!;
-    await new Promise<void>((r) => s.close(() => r()));
-  }
+  while (managers.length) await managers.pop()!.close();
 });
 
-/** A manager that records the actions it gets, as ordered header pairs. */
-async function fakeManager(o: FakeOptions = {}) {
-  const actions: Action[] = [];
-  const sockets = new Set<net.Socket>();
-  const srv = net.createServer((sock) => {
-    sockets.add(sock);
-    sock.on('close', () => sockets.delete(sock));
-    sock.on('error', () => undefined);
-    sock.setEncoding('utf8');
-    sock.write((o.banner ?? 'Asterisk Call Manager/9.0.0') + '\r\n');
-    let buf = '';
-    let cur: Action = [];
-    sock.on('data', (d: string) => {
-      buf += d;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl).replace(/\r$/, '');
-        buf = buf.slice(nl + 1);
-        if (line !== '') {
-          const c = line.indexOf(':');
-          cur.push([line.slice(0, c), line.slice(c + 1).trim()]);
-          continue;
-        }
-        if (!cur.length) continue;
-        const a = cur;
-        cur = [];
-        actions.push(a);
-        answer(sock, a);
-      }
-    });
-  });
-  const get = (a: Action, k: string) => a.find(([kk]) => kk.toLowerCase() === k.toLowerCase())?.[1];
-  const send = (sock: net.Socket, lines: string[]) => sock.write(lines.map((l) => l + '\r\n').join('') + '\r\n');
-  function answer(sock: net.Socket, a: Action): void {
-    const id = get(a, 'ActionID');
-    const idLine = id !== undefined ? [`ActionID: ${id}`] : [];
-    if (o.chatty) send(sock, ['Event: PeerStatus', 'Privilege: system,all', 'Peer: PJSIP/101', 'PeerStatus: Reachable']);
-    switch (get(a, 'Action')?.toLowerCase()) {
-      case 'login':
-        if (get(a, 'Secret') === (o.secret ?? 'amipass') && get(a, 'Username') === 'aps') {
-          send(sock, ['Response: Success', ...idLine, 'Message: Authentication accepted']);
-          send(sock, ['Event: FullyBooted', 'Privilege: system,all', 'Uptime: 1234', 'LastReload: 1234', 'Status: Fully Booted']);
-        } else {
-          send(sock, ['Response: Error', ...idLine, 'Message: Authentication failed']);
-          sock.end(); // manager.c drops the session after a failed login
-        }
-        return;
-      case 'logoff':
-        send(sock, ['Response: Goodbye', ...idLine, 'Message: Thanks for all the fish.']);
-        sock.end();
-        return;
-      default: {
-        const r = o.reply ? o.reply(a) : ['Response: Success', 'Message: NOTIFY sent'];
-        if (r === null) return; // silent
-        send(sock, [r[0], ...idLine, ...r.slice(1)]);
-      }
-    }
-  }
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  servers.push(srv);
-  const port = (srv.address() as net.AddressInfo).port;
-  const close = () => {
-    for (const s of sockets) s.destroy();
-  };
-  return { port, actions, close };
+async function fakeManager(o: FakeManagerOptions = {}) {
+  const m = await startManager(o);
+  managers.push(m);
+  return m;
 }
 
 const opts = (port: number, extra: Partial<AmiOptions> = {}): AmiOptions => ({ host: '127.0.0.1', port, user: 'aps', secret: 'amipass', timeoutMs: 2000, ...extra });
 
-async function rejection(p: Promise<unknown>): Promise<ApsError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.instance(e, ApsError);
-    return e as ApsError;
-  }
-  throw new assert.Assertion({ message: 'expected a rejection', operator: 'rejects', expects: 'ApsError', actual: 'resolved' });
-}
 
 test('resync through AMI: the manager sees Login, PJSIPNotify with Endpoint and Variable: Event=check-sync, then Logoff', async () => {
   const m = await fakeManager();

@@ -10,6 +10,7 @@
  * Needs isc-dhcp-server, kea-dhcp4-server, dnsmasq-base, isc-dhcp-client and iproute2; the
  * exchanges are skipped, with the reason printed, only where network namespaces cannot be made.
  */
+import { dhclientHex, dhclientOnce } from './support/peers.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,7 +21,7 @@ import { dhcpClassBlocks, type DhcpClassFormat } from '../src/dhcp/classes.js';
 import { VendorRegistry, loadVendor, type Vendor } from '../src/vendors/registry.js';
 import { isApsError } from '../src/errors.js';
 import { GOLDEN_DIR, ROOT, VENDORS_DIR } from './support/paths.js';
-import { canUseNetns, createLink, waitUntil, which, type Link, type NsProcess } from './support/netns.js';
+import { canUseNetns, createLink, waitUntil, which, type Link, type NsProcess } from '../scripts/lib/netns.js';
 
 const UPDATE = process.env.UPDATE_GOLDEN === '1';
 const FIXTURE_VENDORS = path.join(ROOT, 'test/fixtures/vendors-dhcp');
@@ -58,9 +59,6 @@ function subOptions(buf: Buffer): Map<number, string> {
 }
 
 /** dhclient prints binary options as colon-separated hex without leading zeros: 2:1b:68:… */
-function dhclientHex(s: string): Buffer {
-  return Buffer.from(s.split(':').map((h) => parseInt(h, 16)));
-}
 
 // ------------------------------------------------------------------------------- the blocks
 
@@ -189,17 +187,7 @@ test('a vendor whose data asks for no DHCP option gets no class, and the blocks 
   }
 });
 
-test('vendor data the servers cannot carry fails with the vendor file and field named', () => {
-  const bad = { ...vendor('yealink'), dhcp: { answers: [{ code: 66, value: 'sub' as const, suboption: 2 }] } };
-  try {
-    dhcpClassBlocks([bad], { format: 'isc', ...SITE });
-    assert.unreachable('no error');
-  } catch (e) {
-    if (!isApsError(e)) throw e;
-    assert.is(e.code, 'APS_ERR_VENDOR');
-    assert.match(String(e.context.file), /yealink\/vendor\.json$/);
-    assert.is(e.context.key, 'dhcp.answers[0]');
-  }
+test('a server address that is not IPv4 is refused as a usage error', () => {
   try {
     dhcpClassBlocks(vendors, { format: 'isc', ...SITE, ip: 'pbx.example.com' });
     assert.unreachable('no error');
@@ -491,50 +479,29 @@ const SERVERS: Server[] = [
   },
 ];
 
-function dhclientConfig(c: Client): string {
+function dhclientConf(c: Client): string[] {
   return [
-    'timeout 20;',
     'option tftp150 code 150 = array of ip-address;',
     'option aps160 code 160 = text;',
     'option aps200 code 200 = array of ip-address;',
     ...(c.vendorClass ? [`send vendor-class-identifier "${c.vendorClass}";`] : []),
     'request subnet-mask, routers, tftp-server-name, tftp150, vendor-encapsulated-options, default-url, aps160, aps200;',
-    '',
-  ].join('\n');
+  ];
 }
 
 /** Runs dhclient once for this client; returns the environment dhclient gave its script on BOUND. */
-async function exchange(link: Link, c: Client, n: number): Promise<Map<string, string>> {
-  await link.setMac('peer', c.mac);
-  await link.exec('peer', 'ip', ['addr', 'flush', 'dev', link.ifname('peer')], { check: true });
-  const out = link.file(`env-${n}`);
-  const script = link.file(`script-${n}.sh`, `#!/bin/sh\nif [ "$reason" = BOUND ]; then env > "${out}.tmp" && mv "${out}.tmp" "${out}"; fi\nexit 0\n`, 0o755);
-  const conf = link.file(`dhclient-${n}.conf`, dhclientConfig(c));
-  const proc = link.spawn('peer', 'dhclient', ['-d', '-1', '-v', '-cf', conf, '-sf', script, '-pf', link.file(`dhclient-${n}.pid`), '-lf', link.file(`dhclient-${n}.leases`), link.ifname('peer')]);
-  try {
-    await waitUntil(() => fs.existsSync(out) || !proc.running, 30_000, `dhclient (${c.mac}) to be bound`, 100);
-    assert.ok(fs.existsSync(out), `dhclient got no lease:\n${proc.output()}`);
-  } finally {
-    await proc.stop();
-  }
-  const env = new Map<string, string>();
-  for (const line of fs.readFileSync(out, 'utf8').split('\n')) {
-    const i = line.indexOf('=');
-    if (i > 0) env.set(line.slice(0, i), line.slice(i + 1));
-  }
-  return env;
+function exchange(link: Link, c: Client): Promise<Map<string, string>> {
+  return dhclientOnce(link, { mac: c.mac, conf: dhclientConf(c), flush: true });
 }
+
+const netns = canUseNetns();
+if (!netns.ok) console.log(`the DHCP exchanges are skipped: network namespaces cannot be made here (${netns.why})`);
 
 for (const server of SERVERS) {
   const s = suite(`${server.name} with the ${server.format} block`);
-  const state: { link?: Link; proc?: NsProcess; error?: string; skip?: string } = {};
+  const state: { link?: Link; proc?: NsProcess; error?: string } = {};
   s.before(async () => {
-    const support = canUseNetns();
-    if (!support.ok) {
-      state.skip = `skipped: network namespaces cannot be made here (${support.why})`;
-      console.log(`${server.name} exchanges ${state.skip}`);
-      return;
-    }
+    if (!netns.ok) return;
     for (const [bin, pkg] of [[CHECKS[server.format].bin, server.pkg], ['dhclient', 'isc-dhcp-client']] as const) {
       if (!which(bin)) {
         state.error = `${bin} is not installed: apt-get install -y --no-install-recommends ${pkg}`;
@@ -552,11 +519,11 @@ for (const server of SERVERS) {
   s.after(async () => {
     await state.link?.cleanup();
   });
-  CLIENTS.forEach((c, n) => {
-    s(`${server.name} gives ${c.what}`, async () => {
-      if (state.skip) return;
+  CLIENTS.forEach((c) => {
+    // without namespaces the exchange is skipped, and counted as skipped, not as passed
+    (netns.ok ? s : s.skip)(`${server.name} gives ${c.what}`, async () => {
       if (state.error) assert.unreachable(state.error);
-      const env = await exchange(state.link!, c, n);
+      const env = await exchange(state.link!, c);
       try {
         c.check(env);
       } catch (e) {

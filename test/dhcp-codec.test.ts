@@ -24,7 +24,7 @@ import {
   parseSubOptions,
   type DhcpEncodeInput,
   type DhcpTypedOptions,
-} from '../src/dhcp/codec.js';
+} from '../src/wire/dhcp.js';
 import {
   LINKTYPE_ETHERNET,
   LINKTYPE_LINUX_SLL,
@@ -35,7 +35,7 @@ import {
   pcapBytes,
   readPcap,
   writePcap,
-} from '../src/dhcp/frame.js';
+} from '../src/wire/frame.js';
 import { ROOT } from './support/paths.js';
 
 // ---------------------------------------------------------------- fixtures

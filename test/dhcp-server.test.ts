@@ -10,18 +10,19 @@
  * fixture vendor ciscofix (asks for option 150). Needs iproute2 and isc-dhcp-client, and root;
  * skipped, with the reason printed, only where network namespaces cannot be made.
  */
+import { dhclientHex, dhclientOnce } from './support/peers.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { decodeDhcp, encodeDhcp, parseSubOptions, type DhcpEncodeInput, type DhcpMessage } from '../src/dhcp/codec.js';
-import { LeasePool } from '../src/dhcp/server.js';
+import { decodeDhcp, encodeDhcp, parseSubOptions, type DhcpEncodeInput, type DhcpMessage } from '../src/wire/dhcp.js';
+import { LeasePool } from '../src/dhcp/pool.js';
 import type { DhcpLeaseRow } from '../src/store/dhcp-leases.js';
 import type { Mac } from '../src/mac.js';
 import { copyFixtureConfig, ctl, run } from './support/daemon.js';
-import { canUseNetns, cleanupAll, createLink, waitUntil, which, type Link, type NsProcess } from './support/netns.js';
+import { canUseNetns, cleanupAll, createLink, waitUntil, which, type Link, type NsProcess } from '../scripts/lib/netns.js';
 import { ROOT, VENDORS_DIR } from './support/paths.js';
 
 const RUNNER = path.join(ROOT, 'dist/src/daemon.js');
@@ -53,7 +54,6 @@ interface World {
   server?: NsProcess;
 }
 let w: World | undefined;
-let dhclientRuns = 0;
 
 // ------------------------------------------------------------------------------- helpers
 
@@ -164,36 +164,17 @@ async function dora(link: Link, mac: string, extra: Partial<DhcpEncodeInput> = {
   return { ip: ack.yiaddr, offer, ack };
 }
 
-function dhclientConfig(vendorClass?: string): string {
+function dhclientConf(vendorClass?: string): string[] {
   return [
-    'timeout 20;',
     'option tftp150 code 150 = array of ip-address;',
     ...(vendorClass ? [`send vendor-class-identifier "${vendorClass}";`] : []),
     'request subnet-mask, routers, domain-name-servers, domain-name, ntp-servers, tftp-server-name, tftp150, vendor-encapsulated-options;',
-    '',
-  ].join('\n');
+  ];
 }
 
 /** Runs dhclient once as this MAC (a fresh lease file); returns its environment on BOUND. */
-async function dhclient(link: Link, mac: string, vendorClass?: string): Promise<Map<string, string>> {
-  const n = ++dhclientRuns;
-  await link.setMac('peer', mac);
-  const out = link.file(`env-${n}`);
-  const script = link.file(`script-${n}.sh`, `#!/bin/sh\nif [ "$reason" = BOUND ]; then env > "${out}.tmp" && mv "${out}.tmp" "${out}"; fi\nexit 0\n`, 0o755);
-  const conf = link.file(`dhclient-${n}.conf`, dhclientConfig(vendorClass));
-  const proc = link.spawn('peer', 'dhclient', ['-d', '-1', '-v', '-cf', conf, '-sf', script, '-pf', link.file(`dhclient-${n}.pid`), '-lf', link.file(`dhclient-${n}.leases`), link.ifname('peer')]);
-  try {
-    await waitUntil(() => fs.existsSync(out) || !proc.running, 30_000, `dhclient (${mac}) to be bound`, 100).catch(() => {});
-    assert.ok(fs.existsSync(out), `dhclient got no lease:\n${proc.output()}\nserver log:\n${serverLog().slice(-3000)}`);
-  } finally {
-    await proc.stop();
-  }
-  const env = new Map<string, string>();
-  for (const line of fs.readFileSync(out, 'utf8').split('\n')) {
-    const i = line.indexOf('=');
-    if (i > 0) env.set(line.slice(0, i), line.slice(i + 1));
-  }
-  return env;
+function dhclient(link: Link, mac: string, vendorClass?: string): Promise<Map<string, string>> {
+  return dhclientOnce(link, { mac, conf: dhclientConf(vendorClass), context: () => `server log:\n${serverLog().slice(-3000)}` });
 }
 
 const PROVISIONING_VARS = ['new_tftp_server_name', 'new_tftp150', 'new_vendor_encapsulated_options'];
@@ -201,10 +182,6 @@ function provisioning(env: Map<string, string>): string[] {
   return PROVISIONING_VARS.filter((k) => env.has(k));
 }
 
-/** dhclient prints binary options as colon-separated hex without leading zeros. */
-function dhclientHex(s: string): Buffer {
-  return Buffer.from(s.split(':').map((h) => parseInt(h, 16)));
-}
 
 interface LeaseJson {
   mac: string;

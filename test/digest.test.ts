@@ -2,7 +2,7 @@
 import crypto from 'node:crypto';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DigestAuth, parseAuthParams } from '../src/serve/digest.js';
+import { DigestAuth, parseAuthParams } from '../src/provisioning/digest.js';
 
 const md5 = (s: string) => crypto.createHash('md5').update(s).digest('hex');
 const sha = (s: string) => crypto.createHash('sha256').update(s).digest('hex');

@@ -10,6 +10,7 @@
  * apsd is the built daemon (dist/src/daemon.js), run where the DHCP traffic is. The namespace cases are skipped, with the reason printed, only
  * where network namespaces cannot be made.
  */
+import { envFile, needTool, startDnsmasq } from './support/peers.js';
 import { suite, test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { randomBytes } from 'node:crypto';
@@ -19,17 +20,17 @@ import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { loadConfig } from '../src/config/index.js';
-import { decodeDhcp, encodeDhcp, optSub, type DhcpEncodeInput, type DhcpMessage } from '../src/dhcp/codec.js';
-import { frameForDhcp, writePcap } from '../src/dhcp/frame.js';
-import { sightingFromDhcp } from '../src/discovery/dhcp-sighting.js';
-import { DHCP_CAPTURE_FILTER } from '../src/discovery/capture.js';
+import { decodeDhcp, encodeDhcp, optSub, type DhcpEncodeInput, type DhcpMessage } from '../src/wire/dhcp.js';
+import { frameForDhcp, writePcap } from '../src/wire/frame.js';
+import { sightingFromDhcp } from '../src/inventory/dhcp-sighting.js';
+import { DHCP_CAPTURE_FILTER } from '../src/servers/dhcp-capture.js';
 import { Inventory, type Sighting } from '../src/inventory/inventory.js';
 import { memoryLogger } from '../src/log.js';
 import { parseMac, type Mac } from '../src/mac.js';
 import { Store, type DeviceRow, type LeaseRow } from '../src/store/index.js';
 import { Sightings, type SightingRow } from '../src/store/sightings.js';
 import { VendorRegistry } from '../src/vendors/registry.js';
-import { canUseNetns, cleanupAll, createLink, waitUntil, which, type Link, type NsProcess, type Side } from './support/netns.js';
+import { canUseNetns, cleanupAll, createLink, waitUntil, which, type Link, type NsProcess, type Side } from '../scripts/lib/netns.js';
 import { copyFixtureConfig, ctl } from './support/daemon.js';
 import { ROOT, VENDORS_DIR } from './support/paths.js';
 
@@ -402,11 +403,6 @@ test.run();
 const support = canUseNetns();
 if (!support.ok) console.log(`discovery: the network-namespace cases are SKIPPED: ${support.why}`);
 
-function needTool(cmd: string, pkg: string): string {
-  const p = which(cmd);
-  if (!p) throw new Error(`${cmd} is not installed: apt-get install -y --no-install-recommends ${pkg}`);
-  return p;
-}
 
 interface Aps {
   proc: NsProcess;
@@ -464,25 +460,7 @@ async function startAps(l: Link, side: Side, discovery = ''): Promise<Aps> {
   }
 }
 
-function startDnsmasq(l: Link, net: string): NsProcess {
-  needTool('dnsmasq', 'dnsmasq-base');
-  return l.spawn('host', 'dnsmasq', [
-    '--no-daemon', '--conf-file=/dev/null', '--port=0', `--interface=${l.hostIf}`, '--bind-interfaces',
-    `--dhcp-range=${net}.100,${net}.199,255.255.255.0,1h`,
-    `--dhcp-leasefile=${l.file('dnsmasq.leases')}`, `--pid-file=${l.file('dnsmasq.pid')}`,
-    '--log-dhcp', '--log-facility=-',
-    '--no-ping', // else dnsmasq pings each new address first and the OFFER comes 3 s late
-  ]);
-}
 
-function envFile(p: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of fs.readFileSync(p, 'utf8').split('\n')) {
-    const i = line.indexOf('=');
-    if (i > 0) out[line.slice(0, i)] = line.slice(i + 1);
-  }
-  return out;
-}
 
 interface Lease {
   ip: string;

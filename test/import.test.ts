@@ -9,8 +9,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { APSCTL, copyFixtureConfig, ctl } from './support/daemon.js';
-import { which } from './support/netns.js';
-import { parseImportText, splitCsvLine } from '../src/discovery/import.js';
+import { which } from '../scripts/lib/netns.js';
+import { parseImportText, splitCsvLine } from '../src/inventory/import.js';
 
 type Cfg = ReturnType<typeof copyFixtureConfig>;
 const made: Cfg[] = [];

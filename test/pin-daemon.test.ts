@@ -16,13 +16,12 @@ import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { App } from '../src/app.js';
 import { memoryLogger } from '../src/log.js';
 import type { Mac } from '../src/mac.js';
-import { parsePjsip } from '../src/pbx/pjsip.js';
+import { parsePjsip } from '../src/config/pjsip.js';
 import { hashPin } from '../src/pin/pinhash.js';
-import { createPinService, pinApi, PIN_API_PATH } from '../src/pin/service.js';
-import { getHeader } from '../src/sip/message.js';
+import { pinApi, PIN_API_PATH } from '../src/servers/api.js';
+import { getHeader } from '../src/wire/sip.js';
 import { Store } from '../src/store/index.js';
 import { APSCTL, startDaemon, type Daemon } from './support/daemon.js';
 import { agiCall, fakeManager, udpPhone, type UdpPhone } from './support/pin-peers.js';
@@ -114,7 +113,7 @@ function setup(configDir: string, stateDir: string, pinHash: string, accountsFil
   fs.appendFileSync(path.join(configDir, 'extensions.d', 'acme.ini'), '\n[104]\ntenant = acme\nsecret = dave-s3cret-104\nname = Dave\n\n[105]\ntenant = acme\nsecret = erin-s3cret-105\nname = Erin\n');
 }
 
-/** apsd with the PIN service: the built daemon if it runs the service, else the same App in this process. */
+/** The built apsd with the PIN service (FastAGI, accounts file, API). */
 async function start(): Promise<Running> {
   const pinHash = await hashPin(PIN);
   let accountsFile = '';
@@ -127,8 +126,8 @@ async function start(): Promise<Running> {
   });
   const ready = await d.waitLog(/apsd ready/);
   const agi = /agi=127\.0\.0\.1:(\d+)/.exec(ready);
-  if (agi) {
-    console.log('  (the built apsd runs the PIN service)');
+  if (!agi) throw new Error(`apsd did not start FastAGI: ${ready}`);
+  {
     const daemon = d;
     return {
       http: d.http,
@@ -154,36 +153,6 @@ async function start(): Promise<Running> {
       },
     };
   }
-  // the service is not wired into apsd yet: run the same App here, on the same files
-  console.log('  (apsd does not run the PIN service yet: the same App runs in the test process)');
-  await d.stop();
-  const { configDir, stateDir } = d;
-  const keep = d.dir;
-  d = null;
-  const log = memoryLogger('debug');
-  const app = new App({ configDir, log, httpListen: [{ host: '127.0.0.1', port: 0 }], tftpListen: [] });
-  const svc = createPinService(app)!;
-  app.services.push(svc);
-  await app.start();
-  const a = app.http!.addresses()[0];
-  return {
-    http: `${a.host}:${a.port}`,
-    agiPort: svc.agiAddresses()[0].port,
-    configDir,
-    stateDir,
-    accountsFile,
-    logs: () => log.lines,
-    ctl: (...x) => ctlWith(configDir, undefined, x),
-    ctlIn: (input, ...x) => ctlWith(configDir, input, x),
-    async reload() {
-      const x = app.reload();
-      if (!x.ok) throw new Error(x.error);
-    },
-    async stop() {
-      await app.stop(0);
-      fs.rmSync(keep, { recursive: true, force: true });
-    },
-  };
 }
 
 /** A UDP socket on 127.0.0.N:5060 (the default SIP port on an address no one else uses). */

@@ -12,15 +12,16 @@ import { loadConfig, type Config } from '../src/config/index.js';
 import { PIN_HASH_RE } from '../src/config/settings.js';
 import { memoryLogger } from '../src/log.js';
 import type { Mac } from '../src/mac.js';
-import { asteriskDialplan, agiUrl } from '../src/pbx/dialplan.js';
-import { pjsipAccounts } from '../src/pbx/accounts.js';
-import { parsePjsip, readPjsipConf } from '../src/pbx/pjsip.js';
-import { findExtension, listExtensions, mergePjsipExtensions, pjsipExtensions } from '../src/pin/extensions.js';
+import { asteriskDialplan, agiUrl } from '../src/pin/dialplan.js';
+import { pjsipAccounts } from '../src/pin/accounts.js';
+import { parsePjsip, readPjsipConf } from '../src/config/pjsip.js';
+import { listExtensions } from '../src/pin/extensions.js';
+import { findExtension, mergePjsipExtensions, pjsipExtensions } from '../src/config/extensions.js';
 import { hashPin, parsePinHash, verifyPinHash, verifyPlainPin } from '../src/pin/pinhash.js';
 import { parseSipAddress, resync, type ResyncDeps } from '../src/pin/resync.js';
 import { register, type RegisterRequest, type WorkflowDeps } from '../src/pin/workflow.js';
 import { Renderer } from '../src/render/index.js';
-import { getHeader, parseCSeq } from '../src/sip/message.js';
+import { getHeader, parseCSeq } from '../src/wire/sip.js';
 import { Store } from '../src/store/index.js';
 import { pinStore } from '../src/store/pin.js';
 import { VendorRegistry, fileNameFor } from '../src/vendors/registry.js';
@@ -428,12 +429,11 @@ test('a phone registers by PIN to an extension that only pjsip.conf defines, and
 
 // ------------------------------------------------------------------ accounts and dialplan
 
-test('every unprovisioned device gets its own account and secret, made in one go; the pjsip text parses back', () => {
+test('every unprovisioned device has its own account and secret from the moment it exists; the pjsip text parses back', () => {
   const w = world();
   try {
     const p = pinStore(w.store);
-    assert.is(p.ensureUnprovAccounts('unprov-'), 2);
-    assert.is(p.ensureUnprovAccounts('unprov-'), 0, 'nothing to do the second time');
+    assert.is(p.ensureUnprovAccounts('unprov-'), 0, 'the accounts were made with the devices: nothing to do');
     const rows = p.unprovAccounts();
     assert.equal(rows.map((r) => r.account), ['unprov-000413000003', 'unprov-805ec0000001']);
     assert.is.not(rows[0].secret, rows[1].secret);

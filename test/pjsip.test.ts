@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApsError } from '../src/errors.js';
-import { parseCallerId, parsePjsip, readPjsipConf, type PjsipConf, type PjsipEndpoint } from '../src/pbx/pjsip.js';
+import { parseCallerId, parsePjsip, readPjsipConf, type PjsipConf, type PjsipEndpoint } from '../src/config/pjsip.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const FIX = path.join(here, 'fixtures', 'pjsip');

@@ -11,10 +11,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { copyFixtureConfig, ctl } from './support/daemon.js';
-import { canUseNetns, cleanupAll, createLink, waitUntil, which, type Link, type NsProcess } from './support/netns.js';
+import { canUseNetns, cleanupAll, createLink, waitUntil, which, type Link, type NsProcess } from '../scripts/lib/netns.js';
 import { ROOT } from './support/paths.js';
-import { contactTarget, macFromSipUser, readPnpSubscribe, responsePort, sipUser } from '../src/discovery/pnp.js';
-import { parseSip, type SipRequest } from '../src/sip/message.js';
+import { contactTarget, macFromSipUser, readPnpSubscribe, responsePort, sipUser } from '../src/wire/pnp.js';
+import { parseSip, type SipRequest } from '../src/wire/sip.js';
 import { Store } from '../src/store/index.js';
 
 const support = canUseNetns();
@@ -29,25 +29,13 @@ let link: Link | undefined;
 let cfg: ReturnType<typeof copyFixtureConfig> | undefined;
 let apsd: NsProcess | undefined;
 
-/** apsd's PnP service in the host namespace (through the App, as apsd wires it), listening on the veth. */
+/** The built apsd in the host namespace with [pnp] on the veth. */
 async function setUp(): Promise<{ link: Link; cfg: ReturnType<typeof copyFixtureConfig>; apsd: NsProcess }> {
   if (link && cfg && apsd) return { link, cfg, apsd };
   cfg = copyFixtureConfig();
   link = await createLink({ name: 'pnp', hostIp: `${NET}.1`, peerIp: PHONE, prefix: 24 });
   fs.appendFileSync(path.join(cfg.configDir, 'aps.ini'), `\n[pnp]\nenabled = true\ninterface = ${link.hostIf}\n\n[discovery]\ntenant = acme\n`);
-  const url = (f: string) => pathToFileURL(path.join(ROOT, 'dist/src', f)).href;
-  // until src/app.ts registers the service, the runner adds it; afterwards it is already there
-  const runner = `
-    import { App } from '${url('app.js')}';
-    import { createPnpService } from '${url('discovery/pnp.js')}';
-    const app = new App({ configDir: process.argv[1], httpListen: [], tftpListen: [] });
-    if (!app.services.some((s) => s.name === 'sip-pnp')) app.services.push(createPnpService(app));
-    await app.start();
-    const stop = () => app.stop(0).then(() => process.exit(0));
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-  `;
-  apsd = link.spawn('host', process.execPath, ['--input-type=module', '-e', runner, cfg.configDir], { env: { ...process.env, JOURNAL_STREAM: '' } });
+  apsd = link.spawn('host', process.execPath, [path.join(ROOT, 'dist/src/daemon.js'), '--config', cfg.configDir, '--http-listen', '', '--tftp-listen', ''], { env: { ...process.env, JOURNAL_STREAM: '' } });
   await apsd.waitFor(/apsd ready.*pnp=224\.0\.1\.75:5060@/, 15_000);
   return { link, cfg, apsd };
 }

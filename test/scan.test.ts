@@ -10,8 +10,8 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { APSCTL, copyFixtureConfig, ctl } from './support/daemon.js';
-import { canUseNetns, cleanupAll, createLink, which, type Link } from './support/netns.js';
-import { parseNmapXml, parseScanRange } from '../src/discovery/scan.js';
+import { canUseNetns, cleanupAll, createLink, which, type Link } from '../scripts/lib/netns.js';
+import { parseNmapXml, parseScanRange } from '../src/inventory/scan.js';
 
 const support = canUseNetns();
 if (!support.ok) console.log(`scan tests in namespaces SKIPPED: ${support.why}`);

@@ -21,8 +21,8 @@ import {
   parseSip,
   type SipMessage,
   type SipRequest,
-} from '../src/sip/message.js';
-import { buildNotify, sendNotify, startClientTransaction } from '../src/sip/notify.js';
+} from '../src/wire/sip.js';
+import { buildNotify, sendNotify, startClientTransaction } from '../src/wire/sip-notify.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const crlf = (s: string): Buffer => Buffer.from(s.replace(/\n/g, '\r\n'));

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ApsError } from '../src/errors.js';
 import { memoryLogger } from '../src/log.js';
-import { createTftpServer, type TftpRequest, type TftpServer, type TftpServerOptions, type TftpSource } from '../src/serve/tftp.js';
+import { createTftpServer, type TftpRequest, type TftpServer, type TftpServerOptions, type TftpSource } from '../src/servers/tftp.js';
 import {
   OP_ACK,
   OP_DATA,
@@ -29,7 +29,7 @@ import {
   fromNetascii,
   toNetascii,
   type TftpPacket,
-} from '../src/serve/tftp-codec.js';
+} from '../src/wire/tftp.js';
 
 // ---------------------------------------------------------------- fixtures
 

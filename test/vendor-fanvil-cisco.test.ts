@@ -231,9 +231,9 @@ test('apsctl config check names what the Cisco and Fanvil templates set but the 
   const r = d.ctl('config', 'check');
   const text = r.stdout + r.stderr;
   assert.match(text, /cisco-full\.ini: DSS key 4: Cisco has no "transfer" key: left out/);
-  assert.match(text, /cisco-full\.ini: \[progkeys\]: Cisco has no "progkeys" key: left out/);
-  assert.match(text, /cisco-full\.ini: \[phone\] tone_country: Cisco has no "tone_country" key: left out/);
-  assert.match(text, /fanvil-full\.ini: \[phone\] dial_plan: Fanvil has no "dial_plan" key: left out/);
+  assert.match(text, /cisco-full\.ini: progkeys: Cisco has no "progkeys" key: left out/);
+  assert.match(text, /cisco-full\.ini: phone\.tone_country: Cisco has no "tone_country" key: left out/);
+  assert.match(text, /fanvil-full\.ini: phone\.dial_plan: Fanvil has no "dial_plan" key: left out/);
 });
 
 test('apsctl device resync sends the SPA a NOTIFY with Event: resync', async () => {

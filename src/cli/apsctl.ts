@@ -3,9 +3,15 @@
  * (apsd reads it per request, so changes take effect at the next fetch) and reads the same
  * ini files as apsd.
  */
+import { DigestAuth } from '../provisioning/digest.js';
+import { Guard } from '../provisioning/guard.js';
+import { createLogger } from '../log.js';
+import { assignLine } from '../inventory/lines.js';
+import { requireTemplateFits } from '../inventory/rules.js';
 import { parseArgs } from 'node:util';
 import path from 'node:path';
-import { DEFAULT_VENDORS_DIR, checkTemplates } from '../app.js';
+import { DEFAULT_VENDORS_DIR } from '../install.js';
+import { checkTemplates } from '../vendors/templates-check.js';
 import { configDirFrom, loadConfig, type Config } from '../config/index.js';
 import { ApsError, isApsError } from '../errors.js';
 import { macColon, requireMac, type Mac } from '../mac.js';
@@ -17,7 +23,7 @@ import { table } from './table.js';
 import { needDevice, openStore, out, usage, type CliCommand, type Ctx } from './context.js';
 import fs from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { explain } from '../serve/explain.js';
+import { explain } from '../provisioning/explain.js';
 import net from 'node:net';
 
 const USAGE = `usage: apsctl [--config DIR] [--vendors DIR] [--json] COMMAND ...
@@ -71,9 +77,7 @@ function deviceAdd(ctx: Ctx, pos: string[], o: Record<string, string | boolean |
   }
   const tpl = ctx.config.templates.get(tplName);
   if (!tpl) throw new ApsError('APS_ERR_NOT_FOUND', `no template "${tplName}"`, { expected: `one of ${[...ctx.config.templates.keys()].join(', ') || '(none: add templates.d/<name>.ini)'}` });
-  if (tpl.tenant !== '*' && tpl.tenant !== tenant) {
-    throw new ApsError('APS_ERR_USAGE', `template "${tplName}" belongs to tenant ${tpl.tenant}, not ${tenant}`, { expected: 'a global template (tenant = *) or one of this tenant' });
-  }
+  requireTemplateFits(tpl, tenant, '--template');
   const vendor = ctx.registry.get(tpl.vendor)!;
   const modelName = (o.model as string | undefined) ?? tpl.model;
   const model = ctx.registry.model(vendor.id, modelName);
@@ -152,10 +156,6 @@ function lineSet(ctx: Ctx, pos: string[], o: Record<string, string | boolean | u
   if (model && idx > model.lines) throw new ApsError('APS_ERR_USAGE', `a ${d.model} has ${model.lines} lines; there is no line ${idx}`, { expected: `1..${model.lines}` });
   const ext = ctx.config.extensions.get(`${d.tenant}/${extension}`);
   if (!ext) throw new ApsError('APS_ERR_NOT_FOUND', `extension ${extension} does not exist in tenant ${d.tenant}`, { expected: 'an [<number>] section with tenant = ' + d.tenant + ' in extensions.d/*.ini' });
-  const holder = store.lineWithExtension(d.tenant, extension);
-  if (holder && !(holder.mac === mac && holder.idx === idx)) {
-    throw new ApsError('APS_ERR_EXISTS', `extension ${extension} is already line ${holder.idx} of ${macColon(holder.mac)}`, { expected: 'a free extension (apsctl device list)' });
-  }
   const cid = (o['cid-source'] as string | undefined) ?? 'from';
   if (!CID_SOURCES.includes(cid)) usage(`--cid-source ${cid}: expected one of ${CID_SOURCES.join(', ')}`);
   const lp = (o['local-port'] as string | undefined) ?? '';
@@ -165,7 +165,7 @@ function lineSet(ctx: Ctx, pos: string[], o: Record<string, string | boolean | u
     const hi = m?.[2] ? Number(m[2]) : lo;
     if (!m || lo < 1024 || hi > 65535 || hi < lo) usage(`--local-port ${lp}: expected a port or a range from 1024 to 65535, e.g. 5062 or 10000-20000`);
   }
-  store.setLine({ mac, idx, extension, label: (o.label as string) ?? '', cid_source: cid, local_port: lp, srtp: o.srtp === true });
+  assignLine(store, d.tenant, { mac, idx, extension, label: (o.label as string) ?? '', cid_source: cid, local_port: lp, srtp: o.srtp === true });
   if (ctx.json) out(JSON.stringify(deviceJson(store.device(mac)!, store), null, 2) + '\n');
   else out(`line ${idx} of ${macColon(mac)} is extension ${extension} (${ext.name || ext.number})\n`);
 }
@@ -217,7 +217,14 @@ function banLift(ctx: Ctx, pos: string[]) {
 function explainCmd(ctx: Ctx, pos: string[], o: Record<string, string | boolean | undefined>) {
   if (pos.length !== 2) usage('explain takes an IP address and a file name');
   if (!net.isIP(pos[0])) usage(`"${pos[0]}" is not an IP address`);
-  const e = explain({ ip: pos[0], file: pos[1], userAgent: o['user-agent'] as string | undefined, config: ctx.config, store: openStore(ctx), registry: ctx.registry });
+  const store = openStore(ctx);
+  const settings = () => ctx.config.settings;
+  const sec = ctx.config.settings.security;
+  const auth = new DigestAuth(sec.username ? { username: sec.username, password: sec.password } : null, sec.realm);
+  const log = createLogger({ level: 'error' });
+  const guard = new Guard({ store, settings, auth, log, registry: () => ctx.registry });
+  const renderer = new Renderer({ registry: ctx.registry, store, config: () => ctx.config, generation: () => 1 });
+  const e = explain({ registry: () => ctx.registry, store, renderer, guard, firmwareDir: () => ctx.config.settings.server.firmwareDir, log }, { ip: pos[0], file: pos[1], userAgent: o['user-agent'] as string | undefined });
   if (ctx.json) {
     out(JSON.stringify(e, null, 2) + '\n');
     return;

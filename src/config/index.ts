@@ -10,8 +10,8 @@ import { readIni } from './ini-file.js';
 import { readSettings, type Settings } from './settings.js';
 import { readTemplate, type Template } from './template.js';
 import { readTenant, readExtensions, type Tenant, type Extension } from './catalog.js';
-import { readPjsipConf } from '../pbx/pjsip.js';
-import { mergePjsipExtensions } from '../pin/extensions.js';
+import { readPjsipConf } from './pjsip.js';
+import { mergePjsipExtensions } from './extensions.js';
 
 export type { Settings } from './settings.js';
 export type { Template } from './template.js';

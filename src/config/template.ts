@@ -19,6 +19,23 @@ export const DTMF_MODES = ['rfc2833', 'inband', 'info', 'rfc2833+info'] as const
 export type DtmfMode = (typeof DTMF_MODES)[number];
 export type Transport = (typeof TRANSPORTS)[number];
 
+/**
+ * Template keys a vendor may declare it has no setting for (vendor.json "unsupported"), each
+ * with the test of whether a template sets it: a template that does gets a render warning.
+ */
+export const OPTIONAL_KEYS: Record<string, (t: Template) => boolean> = {
+  'general.check_time': (t) => t.general.checkTime !== null,
+  'server.dtmf_mode': (t) => t.server.dtmfMode !== 'rfc2833',
+  'network.qos_sip_dscp': (t) => t.network.qosSipDscp !== null,
+  'network.qos_rtp_dscp': (t) => t.network.qosRtpDscp !== null,
+  'network.rport': (t) => t.network.rport,
+  'network.stun_server': (t) => t.network.stunServer !== '',
+  'network.cdp': (t) => t.network.cdp,
+  'datetime.ntp_server2': (t) => t.datetime.ntpServer2 !== '',
+  'datetime.time_zone_name': (t) => t.datetime.timeZoneName !== '',
+  'phone.dial_plan': (t) => t.phone.dialPlan !== null,
+};
+
 export interface KeyDef {
   index: number;
   type: KeyType;
@@ -30,6 +47,8 @@ export interface KeyDef {
 export interface Template {
   name: string;
   file: string;
+  /** where [template] vendor and model stand, for errors found after loading (an unknown vendor or model) */
+  lines?: { vendor: number; model: number };
   vendor: string;
   model: string;
   tenant: string; // '*' = global
@@ -230,7 +249,7 @@ export function readTemplate(ini: IniFile): Template {
   l.done();
 
   return {
-    name, file: ini.file, vendor, model, tenant, firmware, general, server, network, datetime, phone,
+    name, file: ini.file, lines: { vendor: ini.lineOf('template', 'vendor') || ini.lineOf('template'), model: ini.lineOf('template', 'model') || ini.lineOf('template') }, vendor, model, tenant, firmware, general, server, network, datetime, phone,
     dsskeys: { keys, expansionModule, expansionCount, moduleKeys }, progkeys, security, paging, services, ldap,
   };
 }

@@ -12,6 +12,7 @@
  *
  * No vendor is named here: everything vendor-specific comes from vendors/<id>/vendor.json.
  */
+import { optionType, type OptionType } from '../wire/dhcp-options.js';
 import { ApsError } from '../errors.js';
 import type { Vendor } from '../vendors/registry.js';
 import type { DhcpAnswer } from '../vendors/types.js';
@@ -32,9 +33,6 @@ export interface DhcpClassOptions {
 
 export const DHCP_CLASS_FORMATS: readonly DhcpClassFormat[] = ['isc', 'kea', 'dnsmasq'];
 
-/** Option codes whose type the standards fix; any other code is text, or IPv4 list if every answer is an IP. */
-const IP_LIST_CODES = new Set([150]);
-const TEXT_CODES = new Set([66, 67, 114, 160]);
 
 /** Names ISC dhcpd 4.x knows; other codes get an `option aps-option-N code N = …;` definition. */
 const ISC_NAMES: Record<number, string> = {
@@ -47,7 +45,6 @@ const ISC_NAMES: Record<number, string> = {
 const KEA_STANDARD = new Set([43, 60, 66, 67, 114]);
 const KEA_NAMES: Record<number, string> = { 66: 'tftp-server-name', 67: 'boot-file-name' };
 
-type OptionType = 'text' | 'ip';
 
 interface PlannedOption {
   code: number;
@@ -112,34 +109,18 @@ function makePlan(vendors: Vendor[], opts: DhcpClassOptions): Plan {
     .filter((x) => x.answers.length > 0);
 
   // one type per option code across all vendors, since a server holds one definition per code
+  // (the registry checked the answers when it loaded: src/vendors/registry.ts)
   const kinds = new Map<number, Set<DhcpAnswer['value']>>();
-  for (const { v, answers } of raw) {
-    answers.forEach((a, i) => {
-      const where = { file: `${v.dir}/vendor.json`, key: `dhcp.answers[${i}]` };
-      if (!Number.isInteger(a.code) || a.code < 1 || a.code > 254) throw new ApsError('APS_ERR_VENDOR', `option ${a.code} is not a DHCPv4 option code`, { ...where, expected: '1 to 254' });
-      if (a.value === 'sub') {
-        if (a.code !== 43) throw new ApsError('APS_ERR_VENDOR', `sub-options are only written into option 43, not ${a.code}`, { ...where, expected: 'code 43 with value sub' });
-        if (!Number.isInteger(a.suboption) || a.suboption! < 1 || a.suboption! > 254) throw new ApsError('APS_ERR_VENDOR', `sub-option ${a.suboption} is not a sub-option code`, { ...where, expected: '1 to 254' });
-        return;
-      }
-      if (!['url', 'host', 'ip'].includes(a.value)) throw new ApsError('APS_ERR_VENDOR', `"${a.value}" is not an answer value`, { ...where, expected: 'url, host, ip or sub' });
-      if (a.append !== undefined && (a.value !== 'url' || typeof a.append !== 'string' || !/^[\x21-\x7e]+$/.test(a.append))) {
-        throw new ApsError('APS_ERR_VENDOR', 'append is text added to a url answer', { ...where, expected: 'value url and printable text without spaces' });
-      }
-      if (a.code === 43) throw new ApsError('APS_ERR_VENDOR', 'option 43 is written as sub-options only', { ...where, expected: 'value sub with a suboption' });
+  for (const { answers } of raw) {
+    for (const a of answers) {
+      if (a.value === 'sub') continue;
       const set = kinds.get(a.code) ?? new Set();
       set.add(a.value);
       kinds.set(a.code, set);
-    });
+    }
   }
   const types = new Map<number, OptionType>();
-  for (const [code, set] of kinds) {
-    const t: OptionType = IP_LIST_CODES.has(code) ? 'ip' : TEXT_CODES.has(code) ? 'text' : [...set].every((k) => k === 'ip') ? 'ip' : 'text';
-    if (t === 'ip' && [...set].some((k) => k !== 'ip')) {
-      throw new ApsError('APS_ERR_VENDOR', `option ${code} carries IPv4 addresses, but a vendor asks for the ${[...set].filter((k) => k !== 'ip').join(' and ')} in it`, { key: 'dhcp.answers', expected: 'value ip' });
-    }
-    types.set(code, t);
-  }
+  for (const [code, set] of kinds) types.set(code, optionType(code, set));
 
   const valueOf = (a: DhcpAnswer): { value: string; what: string } => {
     switch (a.value) {

@@ -22,6 +22,7 @@
  * template (same vendor) or else the vendor's first model is assumed, the sighting's reason
  * says so, and a later identification that names the model replaces it.
  */
+import { defaultModel, templateFits } from './rules.js';
 import type { Logger } from '../log.js';
 import { isLocallyAdministered, macOui, type Mac } from '../mac.js';
 import type { Settings } from '../config/settings.js';
@@ -319,7 +320,7 @@ export class Inventory {
         template = disc.template;
       } else if (t.vendor !== vendor.id) {
         notes.push(`template ${disc.template} is for ${t.vendor}: none set`);
-      } else if (t.tenant !== '*' && t.tenant !== disc.tenant) {
+      } else if (!templateFits(t, disc.tenant)) {
         notes.push(`template ${disc.template} belongs to tenant ${t.tenant}: none set`);
       } else {
         template = disc.template;
@@ -328,8 +329,9 @@ export class Inventory {
     }
     let model = row.model ?? undefined;
     if (!model) {
-      model = templateModel ?? vendor.models[0]!.id;
-      notes.push(`model not identified (${ident.by ?? 'no evidence'}): ${model} assumed${templateModel ? ` from template ${disc.template}` : `, the first ${vendor.id} model`}`);
+      const d = defaultModel(vendor, templateModel ? { vendor: vendor.id, model: templateModel, name: disc.template } : undefined);
+      model = d.model.id;
+      notes.push(`model not identified (${ident.by ?? 'no evidence'}): ${model} assumed${d.assumed}`);
     }
     const device = store.addDevice({ mac: row.mac, tenant: disc.tenant, vendor: vendor.id, model, template, state: 'unprovisioned', source: row.source, label: '' });
     return { device, note: notes.join('; ') };

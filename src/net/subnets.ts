@@ -1,5 +1,6 @@
 /** Lists of subnets (`10.0.0.0/8, 192.168.1.10, fd00::/8`) and the question "is this address in it". */
 import net from 'node:net';
+import { normalizeIp } from './address.js';
 
 export interface SubnetList {
   readonly text: string;
@@ -25,7 +26,7 @@ export function parseSubnets(text: string): { ok: true; list: SubnetList } | { o
       text: parts.join(', '),
       empty: parts.length === 0,
       has(ip: string) {
-        const v4 = ip.startsWith('::ffff:') && net.isIPv4(ip.slice(7)) ? ip.slice(7) : ip;
+        const v4 = normalizeIp(ip);
         if (net.isIPv4(v4)) return bl.check(v4, 'ipv4');
         if (net.isIPv6(v4)) return bl.check(v4, 'ipv6');
         return false;

@@ -15,12 +15,14 @@
  * The PIN is never logged, nor is the extension keyed unless it names a real extension (a
  * person who keys the PIN at the extension prompt must not find it in a log).
  */
-import type { Config } from '../config/index.js';
+import { templateFits } from '../inventory/rules.js';
+import { describeError } from '../errors.js';
+import type { Config, Settings } from '../config/index.js';
 import type { Logger } from '../log.js';
 import type { Mac } from '../mac.js';
 import type { Store } from '../store/index.js';
 import { ExtensionTaken, pinStore } from '../store/pin.js';
-import { findExtension } from './extensions.js';
+import { findExtension } from '../config/extensions.js';
 import { MAX_PIN_LENGTH, pinVerifier, type PinVerifier } from './pinhash.js';
 import { registeredAccount, type ResyncOptions, type ResyncOutcome } from './resync.js';
 
@@ -157,19 +159,24 @@ export async function register(deps: WorkflowDeps, req: RegisterRequest): Promis
   deps.log.security('pin-attempt', { result: 'OK', ...fields, extension: ext.number, tenant: ext.tenant });
   deps.log.info('phone registered by PIN', { mac, extension: ext.number, tenant: ext.tenant, via: req.via, shared: shared && holder ? true : undefined });
   const tpl = dev.template ? config.templates.get(dev.template) : undefined;
-  if (tpl && tpl.tenant !== '*' && tpl.tenant !== ext.tenant) {
+  if (tpl && !templateFits(tpl, ext.tenant)) {
     deps.log.warn('the device keeps a template of another tenant', { mac, template: tpl.name, template_tenant: tpl.tenant, tenant: ext.tenant });
   }
   try {
     deps.onRegistered?.(mac);
   } catch (e) {
-    deps.log.error('after-registration hook failed', { mac, err: (e as Error).message });
+    deps.log.error('after-registration hook failed', { mac, err: describeError(e) });
   }
   const resync = deps.resync
     ? deps.resync(mac, { contact: req.contact, account: before }).catch((e: unknown) => {
-        deps.log.error('resync failed', { mac, err: (e as Error).message });
+        deps.log.error('resync failed', { mac, err: describeError(e) });
         return null;
       })
     : undefined;
   return { result: 'OK', mac, tenant: ext.tenant, extension: ext.number, resync };
+}
+
+/** Whether a PIN is configured at all: without one every registration would be refused, so FastAGI and the API stay off. */
+export function hasPin(s: Settings): boolean {
+  return !!(s.provisioning.pinHash || s.provisioning.pin);
 }

@@ -4,6 +4,7 @@
  * result. A cache entry is valid while the configuration generation and the device's
  * revision are the ones it was rendered from: any input change drops it.
  */
+import { defaultModel } from '../inventory/rules.js';
 import crypto from 'node:crypto';
 import Mustache from 'mustache';
 import { ApsError } from '../errors.js';
@@ -125,12 +126,12 @@ export class Renderer {
       template = t ?? defaultTemplate(vendor, model);
       lines = this.deps.store.lines(device.mac);
     } else {
-      model = model ?? vendor.models[0];
+      model = model ?? defaultModel(vendor).model;
       template = defaultTemplate(vendor, model);
     }
     const tenant = config.tenants.get(tenantId) ?? config.tenants.get(DEFAULT_TENANT)!;
     const credentials = device ? this.deps.store.credentials(device.mac) : undefined;
-    const acct = device?.state === 'unprovisioned' ? pinStore(this.deps.store).unprovAccount(device.mac, config.settings.provisioning.unprovPrefix) : undefined;
+    const acct = device?.state === 'unprovisioned' ? pinStore(this.deps.store).unprovAccountOf(device.mac, config.settings.provisioning.unprovPrefix) : undefined;
     const unprov = acct && { account: acct.account, password: acct.secret };
     const view = buildView({ config, vendor, model, tenant, template, device, lines, credentials, unprov }, { warnings });
     const text = vendor.templates.get(file.spec.template)!;

@@ -10,7 +10,7 @@ import type { Config, Extension, Template, Tenant } from '../config/index.js';
 import { parseHostPort } from '../config/fields.js';
 import type { DeviceRow, LineRow } from '../store/index.js';
 import type { Vendor, VendorModel } from '../vendors/registry.js';
-import { readTemplate, TEMPLATE_SECTIONS, type KeyDef } from '../config/template.js';
+import { OPTIONAL_KEYS, readTemplate, TEMPLATE_SECTIONS, type KeyDef } from '../config/template.js';
 import { parseIni } from '../config/ini-file.js';
 
 export interface ViewInput {
@@ -43,6 +43,11 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   const vmaps = model.variant ? vendor.variantMaps?.[model.variant] : undefined;
   const map = (name: string, value: string): string => vmaps?.[name]?.[value] ?? maps[name]?.[value] ?? value;
   const bool = (b: boolean) => map('bool', String(b));
+  const unsupported = new Set([...(vendor.unsupported ?? []), ...(model.unsupported ?? [])]);
+  for (const w of unsupportedSet(vendor, model, template)) out.warnings.push(w);
+  const dtmf = template.server.dtmfMode;
+  const dtmfMapped = !unsupported.has('server.dtmf_mode') && (!maps.dtmfMode || maps.dtmfMode[dtmf] !== undefined);
+  if (!unsupported.has('server.dtmf_mode') && !dtmfMapped) out.warnings.push(`server.dtmf_mode: ${vendor.name} has no "${dtmf}" key: left out`);
 
   const provisioningUrl = template.general.provisioningUrl || s.provisioning.url;
   const purl = new URL(provisioningUrl);
@@ -61,8 +66,15 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     outboundProxyPort: proxy ? proxy.port : template.server.outboundProxy ? template.server.port : '',
     hasOutboundProxy: template.server.outboundProxy !== '',
     expires: template.server.expires,
-    dtmfMode: map('dtmfMode', template.server.dtmfMode),
-    dtmfModeName: template.server.dtmfMode,
+    dtmfMode: dtmfMapped ? map('dtmfMode', dtmf) : '',
+    dtmfModeName: dtmf,
+    hasDtmfMode: dtmfMapped,
+    /** the DTMF paths the mode uses: RTP events (RFC 2833), audio in the media stream, SIP INFO */
+    dtmfRfc2833: bool(dtmf === 'rfc2833' || dtmf === 'rfc2833+info'), dtmfRfc2833On: dtmf === 'rfc2833' || dtmf === 'rfc2833+info',
+    dtmfInband: bool(dtmf === 'inband'), dtmfInbandOn: dtmf === 'inband',
+    dtmfInfo: bool(dtmf === 'info' || dtmf === 'rfc2833+info'), dtmfInfoOn: dtmf === 'info' || dtmf === 'rfc2833+info',
+    /** DTMF goes in the media path (RFC 2833 or in-band), not only in SIP INFO */
+    dtmfRtp: bool(dtmf !== 'info'), dtmfRtpOn: dtmf !== 'info',
   };
 
   const lines: Dict[] = [];
@@ -174,7 +186,6 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   }
   const progkeys = (unprovisioned ? [] : template.progkeys).map((k) => mapKey(k, 'programmable key')).filter((x): x is Dict => x !== null);
 
-  for (const w of unsupportedSet(vendor, model, template)) out.warnings.push(w);
 
   const off = template.datetime.utcOffsetMinutes;
   const sign = off < 0 ? '-' : '+';
@@ -370,9 +381,11 @@ export function unsupportedSet(vendor: Vendor, model: VendorModel, template: Tem
     const [section, key] = n.split('.', 2) as [string, string | undefined];
     if (!(TEMPLATE_SECTIONS as readonly string[]).includes(section)) continue;
     const get = (o: Record<string, unknown>) => (key === undefined ? o[section] : (o[section] as Record<string, unknown> | undefined)?.[camel(key)]);
-    if (JSON.stringify(get(t)) === JSON.stringify(get(def))) continue;
-    const who = model.unsupported?.includes(n) ? `a ${vendor.name} ${model.id}` : vendor.name;
-    out.push(`[${section}]${key ? ` ${key}` : ''}: ${who} has no "${key ?? section}" key: left out`);
+    // a key with its own "is set" rule (OPTIONAL_KEYS), else: set when it differs from the built-in default
+    const set = OPTIONAL_KEYS[n] ? OPTIONAL_KEYS[n](template) : JSON.stringify(get(t)) !== JSON.stringify(get(def));
+    if (!set) continue;
+    const who = model.unsupported?.includes(n) && !vendor.unsupported?.includes(n) ? `a ${vendor.name} ${model.id}` : vendor.name;
+    out.push(`${n}: ${who} has no "${key ?? section}" key: left out`);
   }
   return out;
 }

@@ -67,6 +67,14 @@ export function newCredentials(mac: Mac): { username: string; password: string }
   return { username: `aps${mac}`, password: crypto.randomBytes(15).toString('base64url') };
 }
 
+/** The secret of a device's own SIP account while it is unprovisioned (made with the device). */
+export function newUnprovSecret(): string {
+  return crypto.randomBytes(18).toString('base64url');
+}
+
+/** The name a device's unprov account is first given; the PIN service renames it to [provisioning] unprov_prefix + MAC. */
+export const DEFAULT_UNPROV_PREFIX = 'unprov-';
+
 export interface NewDevice {
   mac: Mac;
   tenant: string;
@@ -120,6 +128,7 @@ export class Store {
       ),
       event: db.prepare('INSERT INTO events (at, kind, mac, detail) VALUES (?, ?, ?, ?)'),
       creds: db.prepare<[string], CredentialsRow>('SELECT * FROM credentials WHERE mac = ?'),
+      insertUnprov: db.prepare('INSERT OR IGNORE INTO unprov_accounts (mac, account, secret, created_at) VALUES (?, ?, ?, ?)'),
       putCreds: db.prepare(
         `INSERT INTO credentials (mac, username, password, created_at) VALUES (@mac, @username, @password, @now)
          ON CONFLICT (mac) DO UPDATE SET username = excluded.username, password = excluded.password, created_at = excluded.created_at`,
@@ -203,6 +212,28 @@ export class Store {
     return this.db.prepare<string[], DeviceRow>(sql).all(...args);
   }
 
+  /**
+   * Runs `fn` as one write transaction that takes the write lock up front (BEGIN IMMEDIATE):
+   * a second writer (another apsctl, apsd) waits its turn within the busy timeout instead of
+   * failing half-way; all of `fn` is written, or nothing.
+   */
+  transaction<T>(fn: () => T): T {
+    this.written();
+    return this.db.transaction(fn).immediate();
+  }
+
+  /** Every lease apsd knows: captured ones, and the built-in server's bound and offered ones. */
+  leaseList(): { mac: string; ip: string; interface: string; source: string; expires_at: number; state: string }[] {
+    return [
+      ...(this.db.prepare("SELECT mac, ip, interface, source, expires_at, 'bound' AS state FROM leases WHERE source != 'dhcp-server' ORDER BY ip").all() as never[]),
+      ...(this.db.prepare(
+        `SELECT d.mac, d.ip, COALESCE(l.interface, '') AS interface, 'dhcp-server' AS source, d.expires_at, d.state
+         FROM dhcp_leases d LEFT JOIN leases l ON l.mac = d.mac AND l.ip = d.ip AND l.source = 'dhcp-server'
+         WHERE d.state IN ('bound', 'offered') ORDER BY d.ip`,
+      ).all() as never[]),
+    ];
+  }
+
   countDevices(): number {
     return (this.db.prepare('SELECT count(*) AS n FROM devices').get() as { n: number }).n;
   }
@@ -219,6 +250,7 @@ export class Store {
         state: d.state ?? 'provisioned', label: d.label ?? '', source: d.source ?? 'cli', now,
       });
       this.q.putCreds.run({ mac: d.mac, ...newCredentials(d.mac), now });
+      this.q.insertUnprov.run(d.mac, DEFAULT_UNPROV_PREFIX + d.mac, newUnprovSecret(), now);
       this.q.event.run(now, 'device.added', d.mac, `tenant=${d.tenant} vendor=${d.vendor} model=${d.model}`);
     });
     tx();
@@ -236,6 +268,7 @@ export class Store {
           state: d.state ?? 'provisioned', label: d.label ?? '', source: d.source ?? 'cli', now,
         });
         this.q.putCreds.run({ mac: d.mac, ...newCredentials(d.mac), now });
+        this.q.insertUnprov.run(d.mac, DEFAULT_UNPROV_PREFIX + d.mac, newUnprovSecret(), now);
       }
     })();
   }

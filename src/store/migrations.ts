@@ -120,4 +120,11 @@ export const MIGRATIONS: string[] = [
     created_at INTEGER NOT NULL
   );
   `,
+  // 4: a device's unprov account exists from the moment the device does (rendering only reads it)
+  `
+  INSERT INTO unprov_accounts (mac, account, secret, created_at)
+    SELECT d.mac, 'unprov-' || d.mac, lower(hex(randomblob(18))), d.created_at FROM devices d
+    WHERE NOT EXISTS (SELECT 1 FROM unprov_accounts a WHERE a.mac = d.mac)
+      AND NOT EXISTS (SELECT 1 FROM unprov_accounts a WHERE a.account = 'unprov-' || d.mac);
+  `,
 ];

@@ -11,7 +11,7 @@
 import crypto from 'node:crypto';
 import { ApsError } from '../errors.js';
 import type { Mac } from '../mac.js';
-import type { DeviceRow, Store } from './index.js';
+import { newUnprovSecret, type DeviceRow, type Store } from './index.js';
 
 export interface PinStateRow {
   mac: Mac;
@@ -42,9 +42,6 @@ export interface AttemptPolicy {
 }
 
 /** A random SIP secret: 18 bytes, 24 characters of base64url (no character pjsip.conf or a phone config treats specially). */
-export function newUnprovSecret(): string {
-  return crypto.randomBytes(18).toString('base64url');
-}
 
 export function unprovAccountName(prefix: string, mac: Mac): string {
   return `${prefix}${mac}`;
@@ -169,6 +166,12 @@ export class PinStore {
       for (const d of todo) this.put(d.mac, d.account, prefix, now);
     })();
     return todo.length;
+  }
+
+  /** The device's unprov account as the phone and the PBX know it: <prefix><mac> with the secret made with the device; reads only. */
+  unprovAccountOf(mac: Mac, prefix: string): { account: string; secret: string } | undefined {
+    const row = this.q.account.get(mac);
+    return row ? { account: unprovAccountName(prefix, mac), secret: row.secret } : undefined;
   }
 
   /** The device's account, made now if it has none (or renamed to the current prefix). */

@@ -9,10 +9,11 @@ import path from 'node:path';
 import Mustache from 'mustache';
 import { ApsError } from '../errors.js';
 import { macOui, type Mac } from '../mac.js';
-import { KEY_TYPES, LANGUAGES, TEMPLATE_SECTIONS, TONE_COUNTRIES, TRANSPORTS } from '../config/template.js';
-import type { VendorData, VendorFile, VendorModel } from './types.js';
+import { KEY_TYPES, LANGUAGES, OPTIONAL_KEYS, TEMPLATE_SECTIONS, TONE_COUNTRIES, TRANSPORTS } from '../config/template.js';
+import type { RefusedFile, VendorData, VendorFile, VendorModel } from './types.js';
+import { optionType } from '../wire/dhcp-options.js';
 
-export type { VendorData, VendorFile, VendorModel } from './types.js';
+export type { RefusedFile, VendorData, VendorFile, VendorModel } from './types.js';
 
 /** Confidence of an identification, lowest to highest. */
 export const Confidence = { oui: 1, vendorClass: 2, userAgent: 3 } as const;
@@ -22,6 +23,8 @@ export interface Vendor extends VendorData {
   /** template name → template text */
   templates: Map<string, string>;
   compiledFiles: CompiledFile[];
+  /** the refused[] names as patterns */
+  refusedRes: { spec: RefusedFile; re: RegExp }[];
   uaRes: RegExp[];
   modelByKey: Map<string, VendorModel>;
 }
@@ -75,7 +78,18 @@ export class VendorRegistry {
     } catch {
       throw new ApsError('APS_ERR_VENDOR', 'the vendors directory cannot be read', { file: root });
     }
-    for (const id of ids) if (!only || only.includes(id)) reg.add(loadVendor(path.join(root, id)));
+    const problems: ApsError[] = [];
+    for (const id of ids) {
+      if (only && !only.includes(id)) continue;
+      try {
+        reg.add(loadVendor(path.join(root, id)));
+      } catch (e) {
+        if (!(e instanceof VendorDataError) && !(e instanceof ApsError)) throw e;
+        problems.push(...(e instanceof VendorDataError ? e.problems : [e]));
+      }
+    }
+    problems.push(...checkAnswerTypes(reg.list()));
+    if (problems.length) throw new VendorDataError(problems);
     return reg;
   }
 
@@ -183,6 +197,18 @@ export class VendorRegistry {
   }
 }
 
+/** The vendors that refuse this request name on purpose, with their reasons (served files are not refused). */
+export function refusedBy(reg: VendorRegistry, name: string): { vendor: Vendor; refused: RefusedFile }[] {
+  const out: { vendor: Vendor; refused: RefusedFile }[] = [];
+  const served = new Set(reg.matchFile(name).map((m) => m.file.vendor.id));
+  for (const v of reg.list()) {
+    if (served.has(v.id)) continue;
+    const r = v.refusedRes.find((x) => x.re.test(name));
+    if (r) out.push({ vendor: v, refused: r.spec });
+  }
+  return out;
+}
+
 function scopeRank(s: string): number {
   return s === 'common' ? 0 : s === 'model' ? 1 : 2;
 }
@@ -207,11 +233,80 @@ function modelFromClass(v: Vendor, vendorClass: string): string | undefined {
   return best?.id;
 }
 
+/**
+ * Every problem of the vendor data, each with its file and field, reported at once (as a linter
+ * would): an administrator who edits a vendor.json sees everything to fix in one go.
+ */
+export class VendorDataError extends ApsError {
+  constructor(readonly problems: ApsError[]) {
+    super('APS_ERR_VENDOR', `${problems.length} problem${problems.length === 1 ? '' : 's'} in the vendor data:\n${problems.map((p) => `  ${p.describe()}`).join('\n')}`);
+  }
+
+  override describe(): string {
+    return this.message;
+  }
+}
+
+/** Runs each check; an ApsError it throws is kept and the next check runs. */
+class Problems {
+  readonly list: ApsError[] = [];
+  check(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      if (!(e instanceof ApsError)) throw e;
+      this.list.push(e);
+    }
+  }
+}
+
+/** DHCP answers: a code, a value kind, sub-options only in 43 (written into the vendor's class blocks and the built-in server's replies). */
+function checkDhcpAnswers(data: VendorData, fail: (key: string, message: string, expected?: string) => never, p: Problems): void {
+  const answers = data.dhcp?.answers;
+  if (data.dhcp !== undefined && !Array.isArray(answers)) p.check(() => fail('dhcp.answers', 'not a list', 'a list of {code, value[, suboption]}'));
+  (answers ?? []).forEach((a, i) => p.check(() => {
+    const key = `dhcp.answers[${i}]`;
+    if (!Number.isInteger(a.code) || a.code < 1 || a.code > 254) fail(`${key}.code`, `option ${a.code} is not a DHCPv4 option code`, '1 to 254');
+    if (a.value === 'sub') {
+      if (a.code !== 43) fail(key, `sub-options are only written into option 43, not ${a.code}`, 'code 43 with value sub');
+      if (!Number.isInteger(a.suboption) || a.suboption! < 1 || a.suboption! > 254) fail(`${key}.suboption`, `sub-option ${a.suboption} is not a sub-option code`, '1 to 254');
+      return;
+    }
+    if (!['url', 'host', 'ip'].includes(a.value)) fail(`${key}.value`, `"${a.value}" is not an answer value`, 'url, host, ip or sub');
+    if (a.append !== undefined && (a.value !== 'url' || typeof a.append !== 'string' || !/^[\x21-\x7e]+$/.test(a.append))) {
+      fail(`${key}.append`, 'append is text added to a url answer', 'value url and printable text without spaces, e.g. $mac.cfg');
+    }
+    if (a.code === 43) fail(key, 'option 43 is written as sub-options only', 'value sub with a suboption');
+  }));
+}
+
+/** One type per option code across every vendor (a DHCP server holds one definition per code). */
+function checkAnswerTypes(vendors: Vendor[]): ApsError[] {
+  const kinds = new Map<number, { values: Set<string>; by: string[] }>();
+  for (const v of vendors) {
+    for (const a of v.dhcp?.answers ?? []) {
+      if (a.value === 'sub') continue;
+      const k = kinds.get(a.code) ?? { values: new Set(), by: [] };
+      k.values.add(a.value);
+      k.by.push(v.id);
+      kinds.set(a.code, k);
+    }
+  }
+  const out: ApsError[] = [];
+  for (const [code, k] of kinds) {
+    if (optionType(code, k.values) === 'ip' && [...k.values].some((x) => x !== 'ip')) {
+      out.push(new ApsError('APS_ERR_VENDOR', `option ${code} carries IPv4 addresses, but ${[...new Set(k.by)].join(', ')} ask for the ${[...k.values].filter((x) => x !== 'ip').join(' and ')} in it`, { key: 'dhcp.answers', expected: 'value ip' }));
+    }
+  }
+  return out;
+}
+
 export function loadVendor(dir: string): Vendor {
   const file = path.join(dir, 'vendor.json');
   const fail = (key: string, message: string, expected?: string): never => {
     throw new ApsError('APS_ERR_VENDOR', message, { file, key, expected });
   };
+  const p = new Problems();
   let data: VendorData;
   try {
     data = JSON.parse(fs.readFileSync(file, 'utf8')) as VendorData;
@@ -220,27 +315,32 @@ export function loadVendor(dir: string): Vendor {
   }
   const id = path.basename(dir);
   if (data.id !== id) fail('id', `id "${data.id}" differs from the folder name "${id}"`, id);
-  if (!data.name) fail('name', 'missing', 'the vendor name as people write it');
-  if (!Array.isArray(data.ouis) || data.ouis.length === 0) fail('ouis', 'missing', 'a list of 6-digit lower-case OUIs');
+  p.check(() => {
+    if (!data.name) fail('name', 'missing', 'the vendor name as people write it');
+  });
+  if (!Array.isArray(data.ouis) || data.ouis.length === 0) p.check(() => fail('ouis', 'missing', 'a list of 6-digit lower-case OUIs'));
+  if (!Array.isArray(data.ouis)) data.ouis = [];
   const seenOui = new Set<string>();
-  data.ouis.forEach((o, i) => {
+  data.ouis.forEach((o, i) => p.check(() => {
     if (!/^[0-9a-f]{6}$/.test(o)) fail(`ouis[${i}]`, `"${o}" is not an OUI`, '6 lower-case hex digits, e.g. 805ec0');
     if (seenOui.has(o)) fail(`ouis[${i}]`, `OUI ${o} is listed twice`);
     seenOui.add(o);
-  });
-  (data.vendorClasses ?? []).forEach((vc, i) => {
+  }));
+  (data.vendorClasses ?? []).forEach((vc, i) => p.check(() => {
     if (!['exact', 'prefix', 'suffix', 'regex'].includes(vc.match)) fail(`vendorClasses[${i}].match`, `"${vc.match}" is not a match kind`, 'exact, prefix, suffix or regex');
     if (!vc.value) fail(`vendorClasses[${i}].value`, 'missing');
     if (!vc.source) fail(`vendorClasses[${i}].source`, 'every matcher needs a source', 'where the value was seen');
     if (vc.match === 'regex') compileRe(vc.value, (m) => fail(`vendorClasses[${i}].value`, m));
-  });
-  const uaRes = (data.userAgents ?? []).map((ua, i) => {
+  }));
+  const uaRes: RegExp[] = [];
+  (data.userAgents ?? []).forEach((ua, i) => p.check(() => {
     if (!ua.source) fail(`userAgents[${i}].source`, 'every matcher needs a source', 'where the value was seen');
-    return compileRe(ua.pattern, (m) => fail(`userAgents[${i}].pattern`, m));
-  });
-  if (!Array.isArray(data.models) || data.models.length === 0) fail('models', 'missing', 'a list of models');
+    uaRes.push(compileRe(ua.pattern, (m) => fail(`userAgents[${i}].pattern`, m)));
+  }));
+  if (!Array.isArray(data.models) || data.models.length === 0) p.check(() => fail('models', 'missing', 'a list of models'));
+  if (!Array.isArray(data.models)) data.models = [];
   const modelByKey = new Map<string, VendorModel>();
-  data.models.forEach((m, i) => {
+  data.models.forEach((m, i) => p.check(() => {
     if (!m.id) fail(`models[${i}].id`, 'missing');
     if (!Number.isInteger(m.lines) || m.lines < 1) fail(`models[${i}].lines`, `${m.lines} is not a line count`, 'a whole number ≥ 1');
     if (!Number.isInteger(m.keys) || m.keys < 0) fail(`models[${i}].keys`, `${m.keys} is not a key count`, 'a whole number ≥ 0');
@@ -256,31 +356,35 @@ export function loadVendor(dir: string): Vendor {
       if (prev) fail(`models[${i}]`, `model name "${name}" collides with model ${prev.id}`);
       modelByKey.set(k, m);
     }
-  });
+  }));
+  checkDhcpAnswers(data, fail, p);
   const templates = new Map<string, string>();
   const tdir = path.join(dir, 'templates');
   try {
     for (const n of fs.readdirSync(tdir)) {
       if (!n.endsWith('.mustache')) continue;
       const text = fs.readFileSync(path.join(tdir, n), 'utf8');
-      if (/\{\{\{|\{\{&/.test(text)) {
-        fail(`templates/${n}`, 'a template may not print unescaped values ({{{x}}} or {{&x}})', 'plain {{x}}: escaping follows the file format');
-      }
-      try {
-        Mustache.parse(text);
-      } catch (e) {
-        fail(`templates/${n}`, `template does not parse: ${(e as Error).message}`);
-      }
       templates.set(n.replace(/\.mustache$/, ''), text);
+      p.check(() => {
+        if (/\{\{\{|\{\{&/.test(text)) {
+          fail(`templates/${n}`, 'a template may not print unescaped values ({{{x}}} or {{&x}})', 'plain {{x}}: escaping follows the file format');
+        }
+        try {
+          Mustache.parse(text);
+        } catch (e) {
+          fail(`templates/${n}`, `template does not parse: ${(e as Error).message}`);
+        }
+      });
     }
   } catch (e) {
     if (e instanceof ApsError) throw e;
     fail('templates', 'the templates folder cannot be read');
   }
-  if (!Array.isArray(data.files) || data.files.length === 0) fail('files', 'missing', 'the files the phones ask for');
-  const vendor: Vendor = { ...data, dir, templates, compiledFiles: [], uaRes, modelByKey };
+  if (!Array.isArray(data.files) || data.files.length === 0) p.check(() => fail('files', 'missing', 'the files the phones ask for'));
+  if (!Array.isArray(data.files)) data.files = [];
+  const vendor: Vendor = { ...data, dir, templates, compiledFiles: [], refusedRes: [], uaRes, modelByKey };
   const seenNames = new Set<string>();
-  data.files.forEach((f, i) => {
+  data.files.forEach((f, i) => p.check(() => {
     if (!templates.has(f.template)) fail(`files[${i}].template`, `no template "${f.template}"`, `a file templates/${f.template}.mustache`);
     if (f.format !== 'text' && f.format !== 'xml') fail(`files[${i}].format`, `"${f.format}" is not a format`, 'text or xml');
     if (typeof f.secrets !== 'boolean') fail(`files[${i}].secrets`, 'missing', 'true or false');
@@ -291,32 +395,43 @@ export function loadVendor(dir: string): Vendor {
     if (codeName !== undefined && !data.models.some((m) => m.codes?.[codeName])) fail(`files[${i}].name`, `{code:${codeName}} is used but no model has a code "${codeName}"`);
     if (f.secrets && scope !== 'device') fail(`files[${i}].secrets`, 'a file without a MAC in its name is served to anyone and cannot hold secrets');
     vendor.compiledFiles.push({ spec: f, vendor, re, scope, codeName });
-  });
-  for (const [mapName, keys] of Object.entries(REQUIRED_MAPS)) {
-    const map = data.maps?.[mapName];
-    if (!map) fail(`maps.${mapName}`, 'missing', `a map for ${keys.join(', ')}`);
-    for (const k of keys) if (map![k] === undefined) fail(`maps.${mapName}.${k}`, 'missing', 'the vendor value for it');
-  }
-  for (const variant of Object.keys(data.variantMaps ?? {})) {
-    if (!data.models.some((m) => m.variant === variant)) fail(`variantMaps.${variant}`, `no model has the variant "${variant}"`);
-  }
-  const keyMaps = [data.maps?.keyType ?? {}, ...Object.values(data.variantMaps ?? {}).map((m) => m.keyType ?? {})];
-  for (const k of keyMaps.flatMap((m) => Object.keys(m))) {
-    if (!(KEY_TYPES as readonly string[]).includes(k)) fail(`maps.keyType.${k}`, `"${k}" is not a key type`, KEY_TYPES.join(', '));
-  }
-  if (!data.resync?.event) fail('resync.event', 'missing', 'the SIP NOTIFY event, e.g. check-sync');
+  }));
+  (data.refused ?? []).forEach((r, i) => p.check(() => {
+    if (!r.why) fail(`refused[${i}].why`, 'missing', 'why aps does not answer this file');
+    if (seenNames.has(r.name)) fail(`refused[${i}].name`, `file ${r.name} is both served and refused`);
+    vendor.refusedRes.push({ spec: r, re: compileName(r.name, (m) => fail(`refused[${i}].name`, m)).re });
+  }));
+  // unsupported: a key of OPTIONAL_KEYS, any "<section>.<key>" template setting, or a whole section
   const checkUnsupported = (list: unknown, key: string) => {
     if (list === undefined) return;
-    if (!Array.isArray(list)) fail(key, 'not a list', 'a list of "<section>.<key>" template settings');
-    (list as unknown[]).forEach((n, i) => {
+    if (!Array.isArray(list)) return p.check(() => fail(key, 'not a list', 'a list of "<section>.<key>" template settings'));
+    (list as unknown[]).forEach((n, i) => p.check(() => {
+      if (typeof n === 'string' && n in OPTIONAL_KEYS) return;
       const [section, k] = String(n).split('.', 2);
       if (typeof n !== 'string' || !(TEMPLATE_SECTIONS as readonly string[]).includes(section) || section === 'template' || (k !== undefined && !/^[a-z][a-z0-9_]*$/.test(k))) {
-        fail(`${key}[${i}]`, `"${String(n)}" is not a template setting`, 'a template section (paging) or "<section>.<key>" (phone.tone_country)');
+        fail(`${key}[${i}]`, `"${String(n)}" is not a template key that may be left out`, `a template section (paging), "<section>.<key>" (phone.tone_country) or one of ${Object.keys(OPTIONAL_KEYS).join(', ')}`);
       }
-    });
+    }));
   };
   checkUnsupported(data.unsupported, 'unsupported');
   data.models.forEach((m, i) => checkUnsupported(m.unsupported, `models[${i}].unsupported`));
+  for (const [mapName, keys] of Object.entries(REQUIRED_MAPS)) {
+    const map = data.maps?.[mapName];
+    if (!map) {
+      p.check(() => fail(`maps.${mapName}`, 'missing', `a map for ${keys.join(', ')}`));
+      continue;
+    }
+    for (const k of keys) if (map[k] === undefined) p.check(() => fail(`maps.${mapName}.${k}`, 'missing', 'the vendor value for it'));
+  }
+  for (const variant of Object.keys(data.variantMaps ?? {})) {
+    if (!data.models.some((m) => m.variant === variant)) p.check(() => fail(`variantMaps.${variant}`, `no model has the variant "${variant}"`));
+  }
+  const keyMaps = [data.maps?.keyType ?? {}, ...Object.values(data.variantMaps ?? {}).map((m) => m.keyType ?? {})];
+  for (const k of keyMaps.flatMap((m) => Object.keys(m))) {
+    if (!(KEY_TYPES as readonly string[]).includes(k)) p.check(() => fail(`maps.keyType.${k}`, `"${k}" is not a key type`, KEY_TYPES.join(', ')));
+  }
+  if (!data.resync?.event) p.check(() => fail('resync.event', 'missing', 'the SIP NOTIFY event, e.g. check-sync'));
+  if (p.list.length) throw new VendorDataError(p.list);
   return vendor;
 }
 

@@ -43,6 +43,12 @@ export interface VendorFile {
   description?: string;
 }
 
+export interface RefusedFile {
+  name: string;
+  why: string;
+  source?: string;
+}
+
 export interface VendorClassPattern {
   match: 'exact' | 'prefix' | 'suffix' | 'regex';
   value: string;
@@ -79,13 +85,19 @@ export interface VendorData {
   /** value maps that differ for the models of one variant: variant -> map name -> map (missing keys fall back to maps) */
   variantMaps?: Record<string, Record<string, Record<string, string>>>;
   resync: { event: string; rebootEvent?: string };
+  dhcp?: { answers: DhcpAnswer[] };
   /**
-   * template settings the vendor has no parameter for: "<section>.<key>" as in the ini file
-   * (phone.tone_country, phone.tones for the tone_* keys) or a whole "<section>" (progkeys, paging).
-   * A template that sets one gets the render warning `has no "<key>" key: left out`.
+   * Files the firmware asks for that aps does not answer on purpose (a 404 is what the phone
+   * should get), each with the reason; the name pattern takes the placeholders of files[].name.
+   */
+  refused?: RefusedFile[];
+  /**
+   * template keys the vendor has no setting for, left out with the render warning
+   * `has no "<key>" key: left out`: a key of OPTIONAL_KEYS (with its own "is set" rule), any other
+   * "<section>.<key>" as in the ini file (phone.tone_country; phone.tones for the tone_* keys: set
+   * when it differs from the built-in default), or a whole "<section>" (progkeys, paging)
    */
   unsupported?: string[];
-  dhcp?: { answers: DhcpAnswer[] };
   /** facts with sources: key -> source tag; and facts not confirmed */
   sources?: Record<string, string>;
   unconfirmed?: string[];

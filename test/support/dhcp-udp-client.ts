@@ -2,7 +2,7 @@
  * A bare UDP end of DHCP for the tests, run inside a client namespace: binds 0.0.0.0:<bind>
  * (68 by default, 67 to play a relay) with SO_BROADCAST, sends the given datagrams in order,
  * then collects what arrives for `listenMs` (or until `until` datagrams arrived) and prints
- * them as one JSON line: [{ hex, from, port }]. The test encodes and decodes (src/dhcp/codec).
+ * them as one JSON line: [{ hex, from, port }]. The test encodes and decodes (src/wire/dhcp).
  *
  *   node dist/test/support/dhcp-udp-client.js '{"sends":[{"hex":"0101…"}],"listenMs":1500,"until":1}'
  *

@@ -6,7 +6,7 @@
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { buildResponse, parseSip, type SipRequest } from '../../src/sip/message.js';
+import { buildResponse, parseSip, type SipRequest } from '../../src/wire/sip.js';
 
 // ------------------------------------------------------------------ phone
 
@@ -66,8 +66,21 @@ export async function udpPhone(opts: { status?: number | null; bind?: string; po
 
 export type AmiRecorded = [string, string][];
 
-/** An Asterisk manager (banner, Login with aps/amipass, any action answered Success, Logoff → Goodbye) that records the actions. */
-export async function fakeManager(opts: { secret?: string; reply?: (a: AmiRecorded) => string[] } = {}) {
+export interface FakeManagerOptions {
+  secret?: string;
+  banner?: string;
+  /** answer to an action other than Login/Logoff: lines without ActionID (added); null = no answer at all */
+  reply?: (a: AmiRecorded) => string[] | null;
+  /** send an event before each response */
+  chatty?: boolean;
+}
+
+/**
+ * An Asterisk manager that speaks as manager.c does (banner, Login with aps/amipass then the
+ * FullyBooted event, Response/ActionID, Logoff → Goodbye; a failed login drops the session) and
+ * records every action it receives, as ordered header pairs.
+ */
+export async function fakeManager(opts: FakeManagerOptions = {}) {
   const actions: AmiRecorded[] = [];
   const sockets = new Set<net.Socket>();
   const get = (a: AmiRecorded, k: string) => a.find(([kk]) => kk.toLowerCase() === k.toLowerCase())?.[1];
@@ -77,7 +90,7 @@ export async function fakeManager(opts: { secret?: string; reply?: (a: AmiRecord
     sock.on('close', () => sockets.delete(sock));
     sock.on('error', () => undefined);
     sock.setEncoding('utf8');
-    sock.write('Asterisk Call Manager/9.0.0\r\n');
+    sock.write((opts.banner ?? 'Asterisk Call Manager/9.0.0') + '\r\n');
     let buf = '';
     let cur: AmiRecorded = [];
     sock.on('data', (d: string) => {
@@ -98,9 +111,12 @@ export async function fakeManager(opts: { secret?: string; reply?: (a: AmiRecord
         const id = get(a, 'ActionID');
         const idLine = id !== undefined ? [`ActionID: ${id}`] : [];
         const action = get(a, 'Action')?.toLowerCase();
+        if (opts.chatty) send(sock, ['Event: PeerStatus', 'Privilege: system,all', 'Peer: PJSIP/101', 'PeerStatus: Reachable']);
         if (action === 'login') {
-          if (get(a, 'Username') === 'aps' && get(a, 'Secret') === (opts.secret ?? 'amipass')) send(sock, ['Response: Success', ...idLine, 'Message: Authentication accepted']);
-          else {
+          if (get(a, 'Username') === 'aps' && get(a, 'Secret') === (opts.secret ?? 'amipass')) {
+            send(sock, ['Response: Success', ...idLine, 'Message: Authentication accepted']);
+            send(sock, ['Event: FullyBooted', 'Privilege: system,all', 'Uptime: 1234', 'LastReload: 1234', 'Status: Fully Booted']);
+          } else {
             send(sock, ['Response: Error', ...idLine, 'Message: Authentication failed']);
             sock.end();
           }
@@ -108,8 +124,8 @@ export async function fakeManager(opts: { secret?: string; reply?: (a: AmiRecord
           send(sock, ['Response: Goodbye', ...idLine, 'Message: Thanks for all the fish.']);
           sock.end();
         } else {
-          const r = opts.reply?.(a) ?? ['Response: Success', 'Message: NOTIFY sent'];
-          send(sock, [r[0], ...idLine, ...r.slice(1)]);
+          const r = opts.reply ? opts.reply(a) : ['Response: Success', 'Message: NOTIFY sent'];
+          if (r !== null) send(sock, [r[0], ...idLine, ...r.slice(1)]);
         }
       }
     });

@@ -36,16 +36,9 @@ export const commands: CliCommand[] = [
     run(ctx) {
       const store = openStore(ctx);
       const now = Date.now();
-      const rows = [
-        ...(store.db.prepare("SELECT mac, ip, interface, source, expires_at FROM leases WHERE source != 'dhcp-server' ORDER BY ip").all() as { mac: string; ip: string; interface: string; source: string; expires_at: number }[]),
-        ...(store.db.prepare(
-          `SELECT d.mac, d.ip, COALESCE(l.interface, '') AS interface, 'dhcp-server' AS source, d.expires_at, d.state
-           FROM dhcp_leases d LEFT JOIN leases l ON l.mac = d.mac AND l.ip = d.ip AND l.source = 'dhcp-server'
-           WHERE d.state IN ('bound', 'offered') ORDER BY d.ip`,
-        ).all() as { mac: string; ip: string; interface: string; source: string; expires_at: number; state?: string }[]),
-      ];
+      const rows = store.leaseList();
       if (ctx.json) {
-        out(JSON.stringify(rows.map((r) => ({ mac: r.mac, ip: r.ip, interface: r.interface, source: r.source, state: (r as { state?: string }).state ?? 'bound', expires: new Date(r.expires_at).toISOString(), active: r.expires_at > now })), null, 2) + '\n');
+        out(JSON.stringify(rows.map((r) => ({ mac: r.mac, ip: r.ip, interface: r.interface, source: r.source, state: r.state, expires: new Date(r.expires_at).toISOString(), active: r.expires_at > now })), null, 2) + '\n');
         return;
       }
       if (!rows.length) {

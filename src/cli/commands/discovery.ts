@@ -1,4 +1,5 @@
 /** apsctl sighting list, apsctl device approve. */
+import { defaultModel, requireTemplateFits } from '../../inventory/rules.js';
 import { ApsError } from '../../errors.js';
 import { macColon, requireMac } from '../../mac.js';
 import { SIGHTING_STATUSES, Sightings, type SightingRow, type SightingStatus } from '../../store/sightings.js';
@@ -56,12 +57,10 @@ export const commands: CliCommand[] = [
       const tplName = o.template as string | undefined;
       const tpl = tplName !== undefined ? ctx.config.templates.get(tplName) : undefined;
       if (tplName !== undefined && !tpl) throw new ApsError('APS_ERR_NOT_FOUND', `no template "${tplName}"`, { expected: `one of ${[...ctx.config.templates.keys()].join(', ') || '(none: add templates.d/<name>.ini)'}` });
-      if (tpl && tpl.tenant !== '*' && tpl.tenant !== tenant) {
-        throw new ApsError('APS_ERR_USAGE', `template "${tplName}" belongs to tenant ${tpl.tenant}, not ${tenant}`, { expected: 'a global template (tenant = *) or one of this tenant' });
-      }
+      if (tpl) requireTemplateFits(tpl, tenant, '--template');
       const store = openStore(ctx);
       const sightings = new Sightings(store);
-      const device = store.db.transaction(() => {
+      const device = store.transaction(() => {
         const s = sightings.get(mac);
         if (!s) throw new ApsError('APS_ERR_NOT_FOUND', `no sighting of ${macColon(mac)}`, { expected: 'a MAC from apsctl sighting list (or add it with apsctl device add)' });
         const existing = store.device(mac);
@@ -73,14 +72,14 @@ export const commands: CliCommand[] = [
         }
         const vendor = ctx.registry.get(vendorId);
         if (!vendor) throw new ApsError('APS_ERR_NOT_FOUND', `no vendor "${vendorId}"`, { expected: ctx.registry.list().map((v) => v.id).join(', ') });
-        const modelName = (o.model as string | undefined) ?? s.model ?? tpl?.model ?? vendor.models[0]!.id;
+        const modelName = (o.model as string | undefined) ?? s.model ?? defaultModel(vendor, tpl).model.id;
         const model = ctx.registry.model(vendor.id, modelName);
         if (!model) throw new ApsError('APS_ERR_NOT_FOUND', `${vendor.name} has no model "${modelName}"`, { expected: `one of ${vendor.models.map((m) => m.id).join(', ')}` });
         const d = store.addDevice({ mac, tenant, vendor: vendor.id, model: model.id, template: tpl?.name ?? null, state: 'unprovisioned', source: s.source, label: '' });
         sightings.setStatus(mac, 'device', `approved by apsctl (was ${s.status}${s.reason ? `: ${s.reason}` : ''})`);
         store.event('device.approved', mac, `tenant=${tenant} vendor=${vendor.id} model=${model.id} was=${s.status}`);
         return d;
-      })();
+      });
       if (ctx.json) out(JSON.stringify({ mac: device.mac, tenant: device.tenant, vendor: device.vendor, model: device.model, template: device.template, state: device.state, source: device.source }, null, 2) + '\n');
       else out(`${macColon(mac)}: unprovisioned ${device.vendor} ${device.model} in tenant ${device.tenant}${device.template ? ` with template ${device.template}` : ''}\n`);
     },

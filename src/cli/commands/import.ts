@@ -2,11 +2,12 @@
  * apsctl import FILE|- : a list of MACs (or a CSV with a header) into the device list, all
  * or nothing. Shows what it understood first; asks for a missing model on a terminal.
  */
+import { assignLine } from '../../inventory/lines.js';
 import fs from 'node:fs';
 import readline from 'node:readline/promises';
 import { ApsError } from '../../errors.js';
 import { macColon, type Mac } from '../../mac.js';
-import { modelChoices, parseImportText, planImport, type ImportPlan, type PlannedRow } from '../../discovery/import.js';
+import { modelChoices, parseImportText, planImport, type ImportPlan, type PlannedRow } from '../../inventory/import.js';
 import type { Store } from '../../store/index.js';
 import type { Vendor, VendorRegistry } from '../../vendors/registry.js';
 import { openStore, out, usage, type CliCommand, type Ctx } from '../context.js';
@@ -97,20 +98,23 @@ async function askModels(rows: PlannedRow[], registry: VendorRegistry): Promise<
 
 /** Writes every new row in one transaction; re-checks what another apsctl may have changed. */
 function commit(store: Store, rows: PlannedRow[], source: string): void {
-  store.db.transaction(() => {
+  store.transaction(() => {
     for (const r of rows) {
-      if (r.extension) {
-        const holder = store.lineWithExtension(r.tenant, r.extension);
-        if (holder) throw new ApsError('APS_ERR_EXISTS', `line ${r.line}: extension ${r.extension} was just given to line ${holder.idx} of ${macColon(holder.mac)}`);
-      }
       store.addDevice({
         mac: r.mac, tenant: r.tenant, vendor: r.vendor!.id, model: r.model!, template: r.template,
         state: r.extension ? 'provisioned' : 'unprovisioned', label: r.label, source: 'import',
       });
-      if (r.extension) store.setLine({ mac: r.mac, idx: 1, extension: r.extension, label: '', cid_source: 'from', local_port: '', srtp: false });
+      if (r.extension) {
+        try {
+          assignLine(store, r.tenant, { mac: r.mac, idx: 1, extension: r.extension, label: '', cid_source: 'from', local_port: '', srtp: false });
+        } catch (e) {
+          if (e instanceof ApsError && e.code === 'APS_ERR_EXISTS') throw new ApsError('APS_ERR_EXISTS', `line ${r.line}: ${e.message}`, e.context);
+          throw e;
+        }
+      }
     }
     store.event('import', null, `from=${source} added=${rows.length}`);
-  })();
+  });
 }
 
 async function runImport(ctx: Ctx, pos: string[], o: Record<string, string | boolean | undefined>): Promise<number> {

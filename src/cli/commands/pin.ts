@@ -10,10 +10,11 @@
 import { ApsError } from '../../errors.js';
 import { createLogger, fileWriter, type Logger } from '../../log.js';
 import { macColon, requireMac, type Mac } from '../../mac.js';
-import { asteriskDialplan } from '../../pbx/dialplan.js';
-import { pjsipAccounts } from '../../pbx/accounts.js';
-import { readPjsipConf } from '../../pbx/pjsip.js';
-import { listExtensions, pjsipExtensions, type SkippedEndpoint } from '../../pin/extensions.js';
+import { asteriskDialplan } from '../../pin/dialplan.js';
+import { pjsipAccounts } from '../../pin/accounts.js';
+import { readPjsipConf } from '../../config/pjsip.js';
+import { listExtensions } from '../../pin/extensions.js';
+import { pjsipExtensions, type SkippedEndpoint } from '../../config/extensions.js';
 import { hashPin } from '../../pin/pinhash.js';
 import { resync, type ResyncOutcome } from '../../pin/resync.js';
 import { register, type PinResult } from '../../pin/workflow.js';

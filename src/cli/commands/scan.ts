@@ -15,12 +15,13 @@
  * the inventory replaces an assumed model of a scanned, still unprovisioned device as soon as
  * DHCP or a User-Agent names the real one.
  */
+import { defaultModel, requireTemplateFits, templateFits } from '../../inventory/rules.js';
 import net from 'node:net';
 import type { Template } from '../../config/index.js';
 import { ApsError } from '../../errors.js';
 import { isLocallyAdministered, macColon, type Mac } from '../../mac.js';
 import { applyIpMap, compileIpMap } from '../../render/ipmap.js';
-import { checkInterface, findNmap, NMAP_MISSING, parseScanRange, runScan, type ScanHost } from '../../discovery/scan.js';
+import { checkInterface, findNmap, NMAP_MISSING, parseScanRange, runScan, type ScanHost } from '../../inventory/scan.js';
 import type { Vendor } from '../../vendors/registry.js';
 import { openStore, out, usage, type CliCommand, type Ctx } from '../context.js';
 import { table } from '../table.js';
@@ -65,12 +66,12 @@ async function runScanCommand(ctx: Ctx, pos: string[], o: Record<string, string 
   for (const name of names) {
     const t = ctx.config.templates.get(name);
     if (!t) throw new ApsError('APS_ERR_NOT_FOUND', `no template "${name}"`, { key: '--template', expected: `one of ${[...ctx.config.templates.keys()].join(', ') || '(none)'}` });
-    if (t.tenant !== '*' && t.tenant !== tenant) throw new ApsError('APS_ERR_USAGE', `template "${name}" belongs to tenant ${t.tenant}, not ${tenant}`, { key: '--template', expected: 'a global template (tenant = *) or one of this tenant' });
+    requireTemplateFits(t, tenant, '--template');
     if (byVendor.has(t.vendor)) usage(`--template names two templates of vendor ${t.vendor}: give one per vendor`);
     byVendor.set(t.vendor, t);
   }
   const discTpl = ctx.config.templates.get(ctx.config.settings.discovery.template);
-  if (discTpl && (discTpl.tenant === '*' || discTpl.tenant === tenant) && !byVendor.has(discTpl.vendor)) byVendor.set(discTpl.vendor, discTpl);
+  if (discTpl && templateFits(discTpl, tenant) && !byVendor.has(discTpl.vendor)) byVendor.set(discTpl.vendor, discTpl);
 
   const nmap = findNmap();
   if (!nmap) throw new ApsError('APS_ERR_USAGE', NMAP_MISSING, { expected: 'nmap on PATH' });
@@ -107,7 +108,7 @@ async function runScanCommand(ctx: Ctx, pos: string[], o: Record<string, string 
     const wanted = (o.model as string | undefined) ?? tpl?.model;
     const m = wanted ? ctx.registry.model(vendor.id, wanted) : undefined;
     return {
-      ...base, vendor, model: m?.id ?? vendor.models[0]!.id, modelAssumed: !m, template: tpl?.name ?? null,
+      ...base, vendor, model: m?.id ?? defaultModel(vendor, tpl).model.id, modelAssumed: !m, template: tpl?.name ?? null,
       status: dryRun ? ('would be added' as const) : ('added' as const),
     };
   });
@@ -117,13 +118,13 @@ async function runScanCommand(ctx: Ctx, pos: string[], o: Record<string, string 
   const seen = rows.filter((r) => r.mac && r.vendor && r.status === 'already known');
   if (!dryRun) {
     const now = Date.now();
-    store.db.transaction(() => {
+    store.transaction(() => {
       for (const r of fresh) {
         store.addDevice({ mac: r.mac!, tenant, vendor: r.vendor!.id, model: r.model!, template: r.template, state: 'unprovisioned', source: 'scan', label: '' });
       }
       for (const r of [...fresh, ...seen]) store.noteSeen(r.mac!, r.ip, now);
       store.event('scan', null, `range=${range.first}-${range.last} interface=${ifname} tenant=${tenant} up=${rows.length} added=${fresh.length}${sipServer ? ` sip_server=${sipServer}` : ''}`);
-    })();
+    });
   }
 
   // the SIP server check

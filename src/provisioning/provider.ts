@@ -1,0 +1,143 @@
+/**
+ * The provisioning decision, one function for every protocol and for `apsctl explain`: resolve
+ * the request name, find the device, check proof through the guard, render. It returns what
+ * happened in terms each protocol maps to its own answer (src/errors.ts Refusals), with the
+ * reasons it used (`trace`), which `apsctl explain` prints as they are.
+ */
+import { describeError } from '../errors.js';
+import { macColon, type Mac } from '../mac.js';
+import type { Logger } from '../log.js';
+import type { Renderer, Rendered } from '../render/index.js';
+import type { Store } from '../store/index.js';
+import type { VendorRegistry } from '../vendors/registry.js';
+import type { Guard, Proof } from './guard.js';
+import { pickMatch, resolveName } from './resolve.js';
+
+export interface TraceStep {
+  step: 'ban' | 'name' | 'device' | 'proof' | 'lease' | 'credentials' | 'render' | 'user-agent';
+  says: string;
+}
+
+export type Outcome = (
+  | { kind: 'banned'; until: number; reason: string }
+  | { kind: 'refused'; reason: string }
+  | { kind: 'notfound'; reason: string; mac?: Mac }
+  | { kind: 'noproof'; proof: Extract<Proof, { ok: false }>; mac: Mac; file: string }
+  | { kind: 'rendered'; rendered: Rendered; file: string; mac?: Mac; secrets: boolean; proof?: Proof }
+  | { kind: 'firmware'; path: string; size: number; file: string }
+  | { kind: 'error'; message: string }
+) & { trace: TraceStep[] };
+
+export interface ProviderDeps {
+  registry: () => VendorRegistry;
+  store: Store;
+  renderer: Renderer;
+  guard: Guard;
+  firmwareDir: () => string;
+  log: Logger;
+}
+
+/**
+ * apsctl writes from another process: a cheap check at the start of every request makes its
+ * change (a device, a line, a lifted ban) visible to that very request.
+ */
+export function refresh(deps: Pick<ProviderDeps, 'store' | 'guard'>): void {
+  if (deps.store.pollChanges()) deps.guard.reloadBans();
+}
+
+export interface RequestContext {
+  proto: 'http' | 'https' | 'tftp';
+  ip: string;
+  userAgent?: string;
+  /** apsctl explain: decide and say why, but count no offence */
+  dryRun?: boolean;
+}
+
+export function provide(deps: ProviderDeps, rawName: string, ctx: RequestContext, prove: (mac: Mac) => Proof): Outcome {
+  const trace: TraceStep[] = [];
+  const say = (step: TraceStep['step'], says: string) => trace.push({ step, says });
+  const ban = deps.guard.banned(ctx.ip);
+  if (ban) {
+    say('ban', `${ctx.ip} is banned until ${new Date(ban.until).toISOString()} (${ban.reason}); lift with: apsctl ban lift ${ctx.ip}`);
+    return { kind: 'banned', until: ban.until, reason: ban.reason, trace };
+  }
+  say('ban', `${ctx.ip} is not banned${deps.guard.exempt(ctx.ip) ? ' (trusted_subnets/allow: never banned)' : ''}`);
+  const firmwareDir = deps.firmwareDir();
+  const r = resolveName(rawName, deps.registry(), firmwareDir);
+  if (r.kind === 'refused') {
+    say('name', `refused: ${r.reason}`);
+    return { ...r, trace };
+  }
+  if (r.kind === 'notfound') {
+    say('name', `"${rawName.slice(0, 200)}" is no vendor file name and no file in firmware_dir (${firmwareDir})`);
+    return { ...r, trace };
+  }
+  if (r.kind === 'firmware') {
+    say('name', `a file in firmware_dir: ${r.path} (${r.size} bytes), served as it is`);
+    return { kind: 'firmware', path: r.path, size: r.size, file: r.name, trace };
+  }
+  say('name', `"${r.name}" is ${r.matches.map((m) => `${m.file.vendor.name} ${m.file.spec.name}${m.file.spec.secrets ? ' (holds secrets)' : ''}`).join(' or ')}`);
+  const common = r.matches.find((m) => m.file.scope !== 'device');
+  if (common) {
+    say('device', `a file common to ${common.model ? `every ${common.file.vendor.name} ${common.model.id}` : `every ${common.file.vendor.name} phone`}: no device, no secrets, no proof needed`);
+    return render(deps, common, undefined, r.name, undefined, trace);
+  }
+  const mac = r.matches[0].mac!;
+  const uaWhy = deps.guard.checkUserAgent(ctx.ip, ctx.proto, mac, ctx.userAgent, !ctx.dryRun);
+  if (uaWhy) say('user-agent', `${uaWhy}: counts as an offence against ${ctx.ip}`);
+  // The OUI (public, fixed) narrows which vendor's file this is; proof for a file with secrets
+  // is checked before the device lookup is revealed, so that a prober without proof cannot
+  // tell a known MAC from an unknown one (both get the same refusal). The miss still counts.
+  const ouiVendor = deps.registry().vendorOfMac(mac);
+  const likely = ouiVendor && r.matches.some((m) => m.file.vendor === ouiVendor)
+    ? r.matches.filter((m) => m.file.vendor === ouiVendor)
+    : r.matches;
+  const picked = pickMatch(r.matches, deps.store);
+  const unknown = !picked || 'unknownMac' in picked;
+  if (unknown) {
+    say('device', `${macColon(mac)} is not a device (apsctl device list): the request counts as an unknown-MAC miss against ${ctx.ip}`);
+    if (!ctx.dryRun) deps.guard.note(ctx.ip, 'unknown-mac', { proto: ctx.proto, mac, file: r.name });
+  } else {
+    const d = picked.device!;
+    say('device', `${macColon(mac)}: ${deps.registry().get(d.vendor)?.name ?? d.vendor} ${d.model}, tenant ${d.tenant}, template ${d.template ?? '(none: built-in defaults)'}, state ${d.state}`);
+  }
+  let proof: Proof | undefined;
+  if (likely.some((m) => m.file.spec.secrets)) {
+    proof = prove(mac);
+    if (!proof.ok) {
+      say('proof', `a name that may hold secrets needs proof before the device is looked up (so that probing learns nothing): ${proofSays(proof, trace)}`);
+      return { kind: 'noproof', proof, mac, file: r.name, trace };
+    }
+  }
+  if (!picked) return { kind: 'notfound', reason: 'no such file', trace };
+  if ('unknownMac' in picked) return { kind: 'notfound', reason: 'unknown MAC', mac, trace };
+  const d = picked.device!;
+  if (picked.match.file.spec.secrets && !proof) {
+    proof = prove(mac);
+    if (!proof.ok) {
+      say('proof', `${picked.match.file.spec.name} holds secrets: ${proofSays(proof, trace)}`);
+      return { kind: 'noproof', proof, mac, file: r.name, trace };
+    }
+  }
+  if (proof?.ok) say('proof', `proved by ${proof.by}`);
+  else if (!picked.match.file.spec.secrets) say('proof', `${picked.match.file.spec.name} holds no secrets: no proof needed`);
+  return render(deps, picked.match, d, r.name, proof, trace);
+}
+
+function proofSays(p: Extract<Proof, { ok: false }>, trace: TraceStep[]): string {
+  if (p.lease) trace.push({ step: 'lease', says: p.lease });
+  if (p.credentials) trace.push({ step: 'credentials', says: p.credentials });
+  return `no proof (${p.reason})${p.challenge ? ': HTTP credentials would prove it' : ''}`;
+}
+
+function render(deps: ProviderDeps, match: Parameters<Renderer['render']>[0], device: Parameters<Renderer['render']>[1], file: string, proof: Proof | undefined, trace: TraceStep[]): Outcome {
+  try {
+    const rendered = deps.renderer.render(match, device);
+    for (const w of rendered.warnings) trace.push({ step: 'render', says: w });
+    return { kind: 'rendered', rendered, file, mac: device?.mac, secrets: match.file.spec.secrets, proof, trace };
+  } catch (e) {
+    deps.log.error('render failed', { file, mac: device?.mac, err: describeError(e) });
+    trace.push({ step: 'render', says: `the file could not be rendered: ${describeError(e)}` });
+    return { kind: 'error', message: describeError(e), trace };
+  }
+}
