@@ -15,7 +15,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import Database from 'better-sqlite3';
 import { APSCTL, curl, run, startDaemon, type Daemon } from './support/daemon.js';
-import { GOLDEN_DIR } from './support/paths.js';
+import { GOLDEN_DIR, VENDORS_DIR } from './support/paths.js';
+import { VendorRegistry, modelKey, refusedBy } from '../src/vendors/registry.js';
+import { parseMac } from '../src/mac.js';
 
 const CREDS = 'phones:Prov;Secret#1';
 const UPDATE = process.env.UPDATE_GOLDEN === '1';
@@ -85,6 +87,71 @@ function ctlAsync(...args: string[]): Promise<{ status: number | null; out: stri
     p.stdout.on('data', (b: Buffer) => (out += b.toString()));
     p.stderr.on('data', (b: Buffer) => (out += b.toString()));
     p.on('exit', (status) => resolve({ status, out }));
+  });
+}
+
+// ------------------------------------------------------------------------------------- the data
+
+const registry = VendorRegistry.load(VENDORS_DIR);
+const PEERS = '/work/shared/peer-samples';
+
+function readTsv(file: string): Record<string, string>[] {
+  if (!fs.existsSync(file)) return [];
+  const [head, ...rows] = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() && !l.startsWith('#'));
+  const cols = head.split('\t');
+  const unescape = (v: string) => v.replace(/\\x([0-9a-fA-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
+  return rows.map((r) => Object.fromEntries(r.split('\t').map((v, i) => [cols[i], unescape(v)])));
+}
+
+/** Peer-sample rows of a vendor: [kind, value] pairs. */
+function peerRows(file: string, vendor: string): string[][] {
+  if (!fs.existsSync(path.join(PEERS, file))) return [];
+  return fs.readFileSync(path.join(PEERS, file), 'utf8').split('\n').map((l) => l.split('\t')).filter((r) => r[0] === vendor);
+}
+
+for (const id of ['cisco', 'fanvil']) {
+  const v = registry.get(id)!;
+  const dir = path.join(v.dir, 'samples');
+
+  test(`${v.name}: every peer-sample User-Agent, option-60 class, OUI and file name of the vendor is copied into vendors/${id}/samples`, () => {
+    const ua = readTsv(path.join(dir, 'user-agents.tsv')).map((r) => r.user_agent);
+    for (const r of peerRows('ua-samples.tsv', id)) assert.ok(ua.includes(r[4]), `User-Agent ${r[4]}`);
+    const ouis = readTsv(path.join(dir, 'ouis.tsv')).map((r) => r.oui);
+    for (const r of peerRows('dhcp-classes.tsv', id).filter((x) => x[1] === 'oui')) assert.ok(ouis.includes(r[2]), `OUI ${r[2]}`);
+    const names = readTsv(path.join(dir, 'filenames.tsv')).map((r) => r.filename);
+    for (const r of peerRows('filenames.tsv', id)) assert.ok(names.includes(r[1]), `file name ${r[1]}`);
+  });
+
+  test(`${v.name}: every OUI sample identifies a MAC to ${v.name}, every User-Agent sample to its model and firmware`, () => {
+    for (const s of readTsv(path.join(dir, 'ouis.tsv'))) {
+      assert.equal(registry.identify({ mac: parseMac(s.oui + '123456')! }).map((i) => i.vendor), [id], s.oui);
+    }
+    for (const s of readTsv(path.join(dir, 'user-agents.tsv'))) {
+      const ua = registry.identify({ userAgent: s.user_agent }).find((i) => i.by === 'userAgent')!;
+      assert.is(ua.vendor, id);
+      assert.is(modelKey(ua.model!), modelKey(s.model), s.user_agent);
+      assert.ok(ua.version && s.user_agent.includes(ua.version), `${s.user_agent}: firmware ${ua.version}`);
+    }
+  });
+
+  test(`${v.name}: every file name its phones ask for is served, or refused on purpose with the reason in the README`, () => {
+    const readme = fs.readFileSync(path.join(v.dir, 'README.md'), 'utf8');
+    const at = readme.indexOf('## Files asked for at boot that aps refuses on purpose');
+    assert.ok(at >= 0, 'README has no section "Files asked for at boot that aps refuses on purpose"');
+    const section = readme.slice(at, readme.indexOf('\n## ', at + 4) >>> 0);
+    const mac = v.ouis[0] + 'a1b2c3';
+    for (const s of readTsv(path.join(dir, 'filenames.tsv'))) {
+      if (s.filename.includes('/') || s.filename.includes('$')) continue; // a rule of Wazo's, not a name a phone asks for
+      const name = s.filename.replace('{mac}', mac).replace('{MAC}', mac.toUpperCase()).replace('{PSN}', '504G');
+      const served = registry.matchFile(name).some((m) => m.file.vendor.id === id);
+      const refused = refusedBy(registry, name).some((r) => r.vendor.id === id);
+      assert.ok(served !== refused, `${s.filename} (${name}): served ${served}, refused ${refused}`);
+    }
+    for (const r of v.refused ?? []) {
+      const shown = r.name.replace('{mac}', '<mac>').replace('{MAC}', '<MAC>');
+      assert.ok(section.includes('`' + shown + '`'), `${r.name} is refused but the README section does not name ${shown}`);
+      assert.ok(r.why.length > 20, `${r.name}: the reason is too short`);
+    }
   });
 }
 
@@ -199,7 +266,7 @@ test('apsctl device show lists the files a SPA508G and a 7832 ask for, and no fi
   assert.match(mpp, /7832\.xml +no secrets/);
   assert.not.match(mpp, /spa\S*\.cfg/);
   const names = (JSON.parse(d.ctl('--json', 'render', MPP.mac).stdout) as { name: string }[]).map((f) => f.name);
-  assert.equal(names, ['7832.xml', '00562b043615.xml']);
+  assert.equal(names, ['7832.xml', '7832-3PCC.xml', '00562b043615.xml']);
 });
 
 // ------------------------------------------------------------------------------------- Cisco MPP
@@ -258,7 +325,8 @@ test('a Fanvil X5U-V2 boots: its common file F0V5UV200000.cfg (letter case kept)
   const h = curl(['-A', FANVIL_NEW.ua, `${base}/F0V5UV200000.cfg`]);
   assert.is(h.status, 200);
   assert.is(h.body, t.body);
-  assert.is(curl(['-A', FANVIL_NEW.ua, `${base}/f0v5uv200000.txt`]).status, 404, 'the firmware descriptor is not served');
+  assert.is(curl(['-A', FANVIL_NEW.ua, `${base}/fanvil_x5u_v2_hwv2_0.txt`]).status, 404, 'the firmware descriptor is refused on purpose');
+  assert.match(tftpGet('fanvil_x5u_v2_hwv2_0.txt').out, /Error code 1/i);
 });
 
 test('the X5U-V2 gets $mac.cfg only with proof; then its own credentials (DefaultUsername/DefaultPassword) open it', () => {
