@@ -49,6 +49,9 @@ export interface Template {
   file: string;
   /** where [template] vendor and model stand, for errors found after loading (an unknown vendor or model) */
   lines?: { vendor: number; model: number };
+  /** the template it extends ('' = none), and where each effective key comes from (`[section]key` → file:line) */
+  extends: string;
+  sources?: Map<string, { file: string; line: number }>;
   vendor: string;
   model: string;
   tenant: string; // '*' = global
@@ -100,6 +103,7 @@ export function readTemplate(ini: IniFile): Template {
   if (firmware && !/^[A-Za-z0-9._+-]+$/.test(firmware)) {
     t.fail('firmware', `"${firmware}" is not a plain file name`, 'a file name inside firmware_dir, e.g. T46S-66.86.0.15.rom');
   }
+  const parent = t.str('extends', '');
   t.done();
 
   const g = new SectionReader(ini, 'general');
@@ -249,7 +253,7 @@ export function readTemplate(ini: IniFile): Template {
   l.done();
 
   return {
-    name, file: ini.file, lines: { vendor: ini.lineOf('template', 'vendor') || ini.lineOf('template'), model: ini.lineOf('template', 'model') || ini.lineOf('template') }, vendor, model, tenant, firmware, general, server, network, datetime, phone,
+    name, file: ini.file, extends: parent, sources: (ini as { sources?: Map<string, { file: string; line: number }> }).sources, lines: { vendor: ini.lineOf('template', 'vendor') || ini.lineOf('template'), model: ini.lineOf('template', 'model') || ini.lineOf('template') }, vendor, model, tenant, firmware, general, server, network, datetime, phone,
     dsskeys: { keys, expansionModule, expansionCount, moduleKeys }, progkeys, security, paging, services, ldap,
   };
 }

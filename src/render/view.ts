@@ -81,8 +81,11 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   // Unprovisioned: line 1 is the phone's own unprov account at [provisioning] sip_server (the
   // template's port, transport and proxy), and nothing of value from the template: no other
   // line, no keys, no paging, directory or LDAP, no admin password.
-  const unprovisioned = device?.state === 'unprovisioned';
-  if (unprovisioned && input.unprov) {
+  // A disabled phone gets nothing of value either, and not even its unprov account: for the
+  // templates both are `unprovisioned` (everything of value left out); `disabled` tells them apart.
+  const disabled = device?.state === 'disabled';
+  const unprovisioned = device?.state === 'unprovisioned' || disabled;
+  if (unprovisioned && !disabled && input.unprov) {
     lines.push({
       index: 1,
       user: input.unprov.account,
@@ -147,10 +150,18 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       type: code,
       typeName: k.type,
       value: k.value,
-      label: k.label || (k.type === 'line' ? '' : k.value),
+      label: k.label || (k.type === 'line' ? '' : keyLabel(k)),
       line: k.line,
       [`is_${k.type}`]: true,
     };
+  };
+  // a BLF or speed-dial key without a label shows the name of the extension it watches or dials
+  const keyLabel = (k: KeyDef): string => {
+    if ((k.type === 'blf' || k.type === 'speeddial') && device) {
+      const ext = config.extensions.get(`${device.tenant}/${k.value}`);
+      if (ext?.name) return ext.name;
+    }
+    return k.value;
   };
   const keys: Dict[] = [];
   for (const k of unprovisioned ? [] : template.dsskeys.keys) {
@@ -213,7 +224,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       : null,
     tenant: { id: tenant.id, name: tenant.name },
     unprovisioned,
-    unprov: unprovisioned && input.unprov ? { account: input.unprov.account, password: input.unprov.password, displayName: UNPROV_LABEL } : null,
+    disabled,
+    unprov: unprovisioned && !disabled && input.unprov ? { account: input.unprov.account, password: input.unprov.password, displayName: UNPROV_LABEL } : null,
     provisioning: {
       username: input.credentials?.username ?? '',
       password: input.credentials?.password ?? '',
