@@ -648,7 +648,7 @@ test('resync uses the contact the PBX saw first, the vendor\'s reboot event on r
     assert.ok(Date.now() - t0 < 3000);
     assert.ok(w.log.lines.some((l) => /level=warn msg="resync failed" mac=805ec0000001 method=notify/.test(l)));
     const nowhere = await resync(resyncDeps(w), '805ec0000002' as Mac);
-    assert.equal([nowhere.ok, nowhere.reason], [false, 'no address known for the phone: no DHCP lease, no fetch seen, no SIP contact asked ([resync] ami_host is not set)']);
+    assert.equal([nowhere.ok, nowhere.reason], [false, 'no address known for the phone: no DHCP lease, no fetch seen, no SIP contact asked (no AMI login: [resync] ami_user, ami_secret)']);
     assert.equal(parseSipAddress('[fd00::5]:5062'), { host: 'fd00::5', port: 5062 });
     assert.is(parseSipAddress('10.0.0.5'), null);
   } finally {

@@ -34,6 +34,16 @@ export const OPTIONAL_KEYS: Record<string, (t: Template) => boolean> = {
   'datetime.ntp_server2': (t) => t.datetime.ntpServer2 !== '',
   'datetime.time_zone_name': (t) => t.datetime.timeZoneName !== '',
   'phone.dial_plan': (t) => t.phone.dialPlan !== null,
+  'phone.tone': (t) => t.phone.tones.length > 0,
+  'phone.tone_country': (t) => t.phone.toneCountry !== 'us',
+  'phone.language': (t) => t.phone.language !== 'en',
+  'datetime.dst': (t) => t.datetime.dst !== 'auto',
+  'network.lldp': (t) => !t.network.lldp,
+  'security.allow_direct_ip_call': (t) => t.security.allowDirectIpCall,
+  'security.trusted_server_only': (t) => t.security.trustedServerOnly,
+  'paging.group': (t) => t.paging.length > 0,
+  'services.directory_url': (t) => t.services.directoryUrl !== '',
+  'ldap.enabled': (t) => t.ldap.enabled,
 };
 
 export interface KeyDef {

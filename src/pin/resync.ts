@@ -115,7 +115,7 @@ export async function resync(deps: ResyncDeps, mac: Mac, opts: ResyncOptions = {
   }
 
   // where the phone is: the contact the caller saw, else its DHCP lease, else the address of its
-  // last fetch, else the contact it registered at the PBX (AMI, when [resync] ami_host is set)
+  // last fetch, else the contact it registered at the PBX (AMI, when [resync] has an AMI login)
   let target = opts.contact ?? null;
   const tried: string[] = [];
   if (!target) {
@@ -129,7 +129,7 @@ export async function resync(deps: ResyncDeps, mac: Mac, opts: ResyncOptions = {
   }
   if (!target) {
     const r = config.settings.resync;
-    if (!r.amiHost) tried.push('no SIP contact asked ([resync] ami_host is not set)');
+    if (!r.amiUser || !r.amiSecret) tried.push('no SIP contact asked (no AMI login: [resync] ami_user, ami_secret)');
     else if (!account) tried.push('no SIP contact (no account to look up)');
     else {
       const c = await contactThroughAmi(deps, account).catch((e: unknown) => (e instanceof Error ? e.message : String(e)));

@@ -10,6 +10,7 @@ import type { Config, Extension, Template, Tenant } from '../config/index.js';
 import { parseHostPort } from '../config/fields.js';
 import type { DeviceRow, LineRow } from '../store/index.js';
 import type { Vendor, VendorModel } from '../vendors/registry.js';
+import type { ParamList, ParamRange } from '../vendors/types.js';
 import { OPTIONAL_KEYS, readTemplate, TEMPLATE_SECTIONS, type KeyDef } from '../config/template.js';
 import { parseIni } from '../config/ini-file.js';
 
@@ -43,8 +44,10 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   const vmaps = model.variant ? vendor.variantMaps?.[model.variant] : undefined;
   const map = (name: string, value: string): string => vmaps?.[name]?.[value] ?? maps[name]?.[value] ?? value;
   const bool = (b: boolean) => map('bool', String(b));
-  const unsupported = new Set([...(vendor.unsupported ?? []), ...(model.unsupported ?? [])]);
-  for (const w of unsupportedSet(vendor, model, template)) out.warnings.push(w);
+  // the vendor's keys without a setting, those of the model's parameter table (a model family) and the model's own
+  const familyUnsupported = vendor.params?.[model.params ?? 'default']?.unsupported ?? [];
+  const unsupported = new Set([...(vendor.unsupported ?? []), ...familyUnsupported, ...(model.unsupported ?? [])]);
+  for (const w of unsupportedSet(vendor, model, template, familyUnsupported)) out.warnings.push(w);
   const dtmf = template.server.dtmfMode;
   const dtmfMapped = !unsupported.has('server.dtmf_mode') && (!maps.dtmfMode || maps.dtmfMode[dtmf] !== undefined);
   if (!unsupported.has('server.dtmf_mode') && !dtmfMapped) out.warnings.push(`server.dtmf_mode: ${vendor.name} has no "${dtmf}" key: left out`);
@@ -66,6 +69,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     outboundProxyPort: proxy ? proxy.port : template.server.outboundProxy ? template.server.port : '',
     hasOutboundProxy: template.server.outboundProxy !== '',
     expires: template.server.expires,
+    /** for vendors that count the registration in minutes */
+    expiresMinutes: Math.max(1, Math.round(template.server.expires / 60)),
     dtmfMode: dtmfMapped ? map('dtmfMode', dtmf) : '',
     dtmfModeName: dtmf,
     hasDtmfMode: dtmfMapped,
@@ -76,6 +81,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     /** DTMF goes in the media path (RFC 2833 or in-band), not only in SIP INFO */
     dtmfRtp: bool(dtmf !== 'info'), dtmfRtpOn: dtmf !== 'info',
   };
+  const rangeAt = paramTable(vendor, model);
+  const paramsOf = (list: ParamList, index: number, module = 1) => rangeAt(list, index, module)?.p ?? null;
 
   const lines: Dict[] = [];
   // Unprovisioned: line 1 is the phone's own unprov account at [provisioning] sip_server (the
@@ -88,6 +95,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   if (unprovisioned && !disabled && input.unprov) {
     lines.push({
       index: 1,
+      p: paramsOf('lines', 1) ?? {},
       user: input.unprov.account,
       authUser: input.unprov.account,
       password: input.unprov.password,
@@ -115,7 +123,13 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
         continue;
       }
       const localPort = pickPort(l.local_port, device.mac, l.idx);
+      const p = paramsOf('lines', l.idx);
+      if (p === null) {
+        out.warnings.push(`line ${l.idx}: ${vendor.name} ${model.id} has no "${PARAM_KEY.lines}" key: left out`);
+        continue;
+      }
       lines.push({
+        p,
         index: l.idx,
         user: ext.number,
         authUser: ext.authUser,
@@ -133,14 +147,24 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     }
   }
 
-  const mapKey = (k: KeyDef, where: string): Dict | null => {
-    const code = vmaps?.keyType?.[k.type] ?? maps.keyType?.[k.type];
+  /** the key-type codes of a list, or of the range that holds the key (ParamRange.typeMap) */
+  const typeMapOf = (list: ParamList, range?: ParamRange) =>
+    (range?.typeMap ? maps[range.typeMap] : undefined) ?? (list === 'progkeys' ? maps.progkeyType : list === 'moduleKeys' ? maps.moduleKeyType : undefined) ?? maps.keyType;
+  const mapKey = (k: KeyDef, where: string, list: ParamList = 'keys', module = 1): Dict | null => {
+    const at = rangeAt(list, k.index, module);
+    const code = (at?.range?.typeMap ? undefined : vmaps?.keyType?.[k.type]) ?? typeMapOf(list, at?.range)?.[k.type];
     if (code === undefined) {
       out.warnings.push(`${where} ${k.index}: ${vendor.name} has no "${k.type}" key: left out`);
       return null;
     }
+    if (at === null) {
+      out.warnings.push(`${where} ${k.index}: ${vendor.name} ${model.id} has no "${PARAM_KEY[list]}" key: left out`);
+      return null;
+    }
+    const p = at.p;
     const per = model.keysPerPage && model.keysPerPage > 0 ? model.keysPerPage : 0;
     return {
+      p,
       index: k.index,
       index0: k.index - 1,
       /** page (1-based) and place on the page (1- and 0-based), for models with keysPerPage */
@@ -152,6 +176,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       value: k.value,
       label: k.label || (k.type === 'line' ? '' : keyLabel(k)),
       line: k.line,
+      /** the line counted from 0, as some vendors number accounts */
+      line0: Math.max(0, k.line - 1),
       [`is_${k.type}`]: true,
     };
   };
@@ -191,11 +217,38 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
         out.warnings.push(`module ${k.module} key ${k.index} is beyond ${moduleDef.id} × ${expansionCount}: left out`);
         continue;
       }
-      const v = mapKey(k, `module ${k.module} key`);
+      const v = mapKey(k, `module ${k.module} key`, 'moduleKeys', k.module);
       if (v) moduleKeys.push({ ...v, module: k.module });
     }
   }
-  const progkeys = (unprovisioned ? [] : template.progkeys).map((k) => mapKey(k, 'programmable key')).filter((x): x is Dict => x !== null);
+  const progkeys = (unprovisioned ? [] : template.progkeys).map((k) => mapKey(k, 'programmable key', 'progkeys')).filter((x): x is Dict => x !== null);
+  // ranges with `fill`: the vendor drops every entry after a gap, so the unset ones up to the
+  // last set one are written as key type none
+  const fill = (list: ParamList, got: Dict[], limit: number, module = 1) => {
+    const last = Math.max(0, ...got.map((k) => k.index as number));
+    for (const r of rangesOf(vendor, model, list).filter((x) => x.fill && (x.module ?? 1) === module && typeMapOf(list, x)?.none !== undefined)) {
+      for (let i = r.from; i <= Math.min(r.to, last, limit); i++) {
+        if (got.some((k) => k.index === i)) continue;
+        const v = mapKey({ index: i, type: 'none', value: '', label: '', line: 1 }, 'empty key', list, module);
+        if (v) got.push(module === 1 && list !== 'moduleKeys' ? v : { ...v, module });
+      }
+    }
+    got.sort((a, b) => (a.index as number) - (b.index as number));
+  };
+  fill('keys', keys, model.keys);
+  fill('progkeys', progkeys, Number.MAX_SAFE_INTEGER);
+  const pagingGroups: Dict[] = [];
+  for (const g of unprovisioned || unsupported.has('paging.group') ? [] : template.paging) {
+    const p = paramsOf('paging', g.index);
+    if (p === null) {
+      out.warnings.push(`paging group ${g.index}: ${vendor.name} ${model.id} has no "${PARAM_KEY.paging}" key: left out`);
+      continue;
+    }
+    pagingGroups.push({ ...g, index0: g.index - 1, p });
+  }
+  const dirUrl = unprovisioned || unsupported.has('services.directory_url') ? '' : template.services.directoryUrl;
+  const dir = dirUrl ? new URL(dirUrl) : null;
+  const ldapOn = template.ldap.enabled && !unsupported.has('ldap.enabled');
 
 
   const off = template.datetime.utcOffsetMinutes;
@@ -203,6 +256,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   const abs = Math.abs(off);
   const hh = String(Math.floor(abs / 60)).padStart(2, '0');
   const mm = String(abs % 60).padStart(2, '0');
+  const offsetKey = `${sign}${abs / 60 | 0}${abs % 60 ? ':' + mm : ''}`;
+  const zone = (template.datetime.dst === 'off' ? undefined : maps.timeZone?.[template.datetime.timeZoneName]) ?? maps.utcOffset?.[offsetKey];
   const net = template.network;
   const stun = net.stunServer ? parseHostPort(net.stunServer) : null;
 
@@ -234,13 +289,17 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     server: {
       provisioningUrl,
       scheme: purl.protocol.replace(':', ''),
-      /** the vendor's code for the URL scheme (maps.scheme), e.g. a provisioning-protocol number */
-      schemeCode: map('scheme', purl.protocol.replace(':', '')),
       schemeUpper: purl.protocol.replace(':', '').toUpperCase(),
       host: purl.hostname,
       port: purl.port || (purl.protocol === 'https:' ? '443' : purl.protocol === 'tftp:' ? '69' : '80'),
       path: purl.pathname,
+      /** host[:port]/path without scheme or trailing slash, for vendors that take the scheme apart */
+      hostPath: hostPath(purl),
+      /** the vendor's code for the scheme (maps.scheme: tftp, http, https) */
+      schemeCode: map('scheme', purl.protocol.replace(':', '')),
       firmwareUrl,
+      firmwareHostPath: firmwareUrl ? hostPath(new URL(firmwareUrl)) : '',
+      firmwareSchemeCode: firmwareUrl ? map('scheme', new URL(firmwareUrl).protocol.replace(':', '')) : '',
       firmwareFile: template.firmware,
       hasFirmware: firmwareUrl !== '',
     },
@@ -251,7 +310,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       periodicSeconds: template.general.periodicCheck * 60,
       /** the check interval in whole hours, rounded up (at least 1) */
       periodicHours: Math.max(1, Math.ceil(template.general.periodicCheck / 60)),
-      ...checkTimeView(template.general.checkTime, device?.mac ?? ''),
+      ...checkTimeView(unsupported.has('general.check_time') ? null : template.general.checkTime, device?.mac ?? ''),
     },
     sip,
     lines,
@@ -264,8 +323,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       vlan: bool(net.vlanId > 0), vlanOn: net.vlanId > 0, vlanId: net.vlanId, vlanPriority: net.vlanPriority,
       lldp: bool(net.lldp), lldpOn: net.lldp,
       cdp: bool(net.cdp), cdpOn: net.cdp,
-      hasQosSip: net.qosSipDscp !== null, qosSipDscp: net.qosSipDscp ?? '', qosSipTos: net.qosSipDscp === null ? '' : net.qosSipDscp << 2,
-      hasQosRtp: net.qosRtpDscp !== null, qosRtpDscp: net.qosRtpDscp ?? '', qosRtpTos: net.qosRtpDscp === null ? '' : net.qosRtpDscp << 2,
+      hasQosSip: net.qosSipDscp !== null && !unsupported.has('network.qos_sip_dscp'), qosSipDscp: net.qosSipDscp ?? '', qosSipTos: net.qosSipDscp === null ? '' : net.qosSipDscp << 2,
+      hasQosRtp: net.qosRtpDscp !== null && !unsupported.has('network.qos_rtp_dscp'), qosRtpDscp: net.qosRtpDscp ?? '', qosRtpTos: net.qosRtpDscp === null ? '' : net.qosRtpDscp << 2,
       /** the ToS byte in hex (DSCP 26 = 0x68), as some vendors write it */
       qosSipTosHex: net.qosSipDscp === null ? '' : `0x${(net.qosSipDscp << 2).toString(16).padStart(2, '0')}`,
       qosRtpTosHex: net.qosRtpDscp === null ? '' : `0x${(net.qosRtpDscp << 2).toString(16).padStart(2, '0')}`,
@@ -279,7 +338,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       /** minutes west of UTC (UTC+1 = -60), as some vendors count */
       offsetMinutesWest: -off,
       /** +5:30, +1 */
-      offsetHM: `${sign}${abs / 60 | 0}${abs % 60 ? ':' + mm : ''}`,
+      offsetHM: offsetKey,
       offsetSeconds: off * 60,
       /** quarter hours east of UTC (UTC+1 = 4, UTC+5:30 = 22), as some vendors count */
       offsetQuarterHours: Math.round(off / 15),
@@ -287,6 +346,14 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       dst: map('dst', template.datetime.dst),
       dstName: template.datetime.dst,
       timeZoneName: template.datetime.timeZoneName,
+      /**
+       * the vendor's zone: maps.timeZone by IANA name (its daylight-saving rule), else
+       * maps.utcOffset by +H[:MM] (a zone without DST); with dst = off only the latter
+       */
+      zone: zone ?? '',
+      hasZone: zone !== undefined,
+      /** the offset as a POSIX TZ string counts it (west positive): UTC+1 = -1, UTC-5 = 5, UTC+5:30 = -5:30 */
+      offsetPosix: `${off > 0 ? '-' : ''}${abs / 60 | 0}${abs % 60 ? ':' + mm : ''}`,
       hasTimeZoneName: template.datetime.timeZoneName !== '',
     },
     phone: {
@@ -295,8 +362,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       toneCountry: map('toneCountry', template.phone.toneCountry),
       toneCountryCode: template.phone.toneCountry,
       tones: template.phone.tones.map((t) => ({ name: map('toneName', t.name), value: t.value })),
-      hasTones: template.phone.tones.length > 0,
-      hasDialPlan: template.phone.dialPlan !== null,
+      hasTones: template.phone.tones.length > 0 && !unsupported.has('phone.tone'),
+      hasDialPlan: template.phone.dialPlan !== null && !unsupported.has('phone.dial_plan'),
       /** the digit map as written: (x.T|[2-9]xx) */
       dialPlan: template.phone.dialPlan?.text ?? '',
       /** each alternative with its regular-expression form, for vendors whose dial plans are regular expressions */
@@ -321,17 +388,25 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       hasAdminPassword: !unprovisioned && template.security.adminPassword !== '',
       allowDirectIpCall: bool(template.security.allowDirectIpCall),
       allowDirectIpCallOn: template.security.allowDirectIpCall,
+      /** the same switch for vendors that ask "disable direct IP calls?" */
+      disableDirectIpCall: bool(!template.security.allowDirectIpCall),
       trustedServerOnly: bool(template.security.trustedServerOnly),
       trustedServerOnlyOn: template.security.trustedServerOnly,
     },
     paging: {
-      groups: unprovisioned ? [] : template.paging.map((g) => ({ ...g, index0: g.index - 1 })),
-      hasGroups: !unprovisioned && template.paging.length > 0,
+      groups: pagingGroups,
+      hasGroups: pagingGroups.length > 0,
     },
-    services: unprovisioned ? { directoryUrl: '', hasDirectory: false } : { directoryUrl: template.services.directoryUrl, hasDirectory: template.services.directoryUrl !== '' },
-    ldap: unprovisioned
-      ? { ...template.ldap, user: '', password: '', enabled: bool(false), enabledOn: false }
-      : { ...template.ldap, enabled: bool(template.ldap.enabled), enabledOn: template.ldap.enabled },
+    services: {
+      directoryUrl: dirUrl,
+      hasDirectory: dirUrl !== '',
+      directoryHostPath: dir ? hostPath(dir, true) : '',
+      /** maps.directoryScheme where the directory download numbers schemes its own way, else maps.scheme */
+      directorySchemeCode: dir ? map(maps.directoryScheme ? 'directoryScheme' : 'scheme', dir.protocol.replace(':', '')) : '',
+    },
+    ldap: unprovisioned || !ldapOn
+      ? { ...template.ldap, user: unprovisioned ? '' : template.ldap.user, password: unprovisioned ? '' : template.ldap.password, enabled: bool(false), enabledOn: false }
+      : { ...template.ldap, enabled: bool(true), enabledOn: true },
   };
 }
 
@@ -360,6 +435,43 @@ export function checkTimeView(window: { from: number; to: number } | null, mac: 
   };
 }
 
+/** How a warning names an entry that no parameter range of the model holds. */
+const PARAM_KEY: Record<ParamList, string> = { lines: 'line', keys: 'dsskey', moduleKeys: 'module_key', progkeys: 'progkey', paging: 'paging' };
+
+/** host[:port]/path of a URL, without the scheme and (unless keepSlash) the trailing slash. */
+function hostPath(u: URL, keepSlash = false): string {
+  const p = keepSlash ? u.pathname : u.pathname.replace(/\/+$/, '');
+  return `${u.host}${p === '/' ? '' : p}`;
+}
+
+/**
+ * The parameter names of entry `index` of a list, from the model's parameter table (vendor
+ * `params`; a list the model's table does not name comes from the "default" table), with the
+ * range that holds it: names {} when the vendor (or this list) is not numbered this way, null
+ * when it is but no range holds this index (the entry is left out).
+ */
+function paramTable(vendor: Vendor, model: VendorModel): (list: ParamList, index: number, module?: number) => { p: Record<string, string>; range?: ParamRange } | null {
+  const own = vendor.params?.[model.params ?? 'default'];
+  const fallback = vendor.params?.default;
+  return (list, index, module = 1) => {
+    const ranges: ParamRange[] | undefined = own?.[list] ?? fallback?.[list];
+    if (!ranges) return { p: {} };
+    const r = ranges.find((x) => (x.module ?? 1) === module && index >= x.from && index <= x.to);
+    if (!r) return null;
+    const p: Record<string, string> = {};
+    for (const [f, v] of Object.entries(r.fields)) {
+      const [base, step] = Array.isArray(v) ? v : [v, r.step ?? 1];
+      p[f] = `${r.prefix ?? ''}${base + step * (index - r.from)}`;
+    }
+    return { p, range: r };
+  };
+}
+
+/** Every range of a list of the model's table (or the default table). */
+function rangesOf(vendor: Vendor, model: VendorModel, list: ParamList): ParamRange[] {
+  return vendor.params?.[model.params ?? 'default']?.[list] ?? vendor.params?.default?.[list] ?? [];
+}
+
 /** A single port, or a deterministic port from a `low-high` range for this device and line. */
 export function pickPort(spec: string, mac: string, idx: number): string {
   if (!spec) return '';
@@ -384,8 +496,8 @@ const camel = (k: string) => k.replace(/_([a-z])/g, (_, c: string) => c.toUpperC
  * Warnings for the settings this template sets (differently from the built-in default) that the
  * vendor or model has no parameter for: the template leaves them out.
  */
-export function unsupportedSet(vendor: Vendor, model: VendorModel, template: Template): string[] {
-  const names = [...new Set([...(vendor.unsupported ?? []), ...(model.unsupported ?? [])])];
+export function unsupportedSet(vendor: Vendor, model: VendorModel, template: Template, family: readonly string[] = []): string[] {
+  const names = [...new Set([...(vendor.unsupported ?? []), ...family, ...(model.unsupported ?? [])])];
   const def = builtInTemplate() as unknown as Record<string, unknown>;
   const t = template as unknown as Record<string, unknown>;
   const out: string[] = [];

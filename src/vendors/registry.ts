@@ -10,7 +10,7 @@ import Mustache from 'mustache';
 import { ApsError } from '../errors.js';
 import { macOui, type Mac } from '../mac.js';
 import { KEY_TYPES, LANGUAGES, OPTIONAL_KEYS, TEMPLATE_SECTIONS, TONE_COUNTRIES, TRANSPORTS } from '../config/template.js';
-import type { RefusedFile, VendorData, VendorFile, VendorModel } from './types.js';
+import { PARAM_LISTS, type ParamRange, type RefusedFile, type VendorData, type VendorFile, type VendorModel } from './types.js';
 import { optionType } from '../wire/dhcp-options.js';
 
 export type { RefusedFile, VendorData, VendorFile, VendorModel } from './types.js';
@@ -426,13 +426,52 @@ export function loadVendor(dir: string): Vendor {
   for (const variant of Object.keys(data.variantMaps ?? {})) {
     if (!data.models.some((m) => m.variant === variant)) p.check(() => fail(`variantMaps.${variant}`, `no model has the variant "${variant}"`));
   }
-  const keyMaps = [data.maps?.keyType ?? {}, ...Object.values(data.variantMaps ?? {}).map((m) => m.keyType ?? {})];
-  for (const k of keyMaps.flatMap((m) => Object.keys(m))) {
-    if (!(KEY_TYPES as readonly string[]).includes(k)) p.check(() => fail(`maps.keyType.${k}`, `"${k}" is not a key type`, KEY_TYPES.join(', ')));
+  const variantKeyMaps = Object.entries(data.variantMaps ?? {}).map(([n, m]) => [`variantMaps.${n}.keyType`, m.keyType ?? {}] as const);
+  for (const [where, map] of [...['keyType', 'progkeyType', 'moduleKeyType'].map((n) => [`maps.${n}`, data.maps?.[n] ?? {}] as const), ...variantKeyMaps]) {
+    for (const k of Object.keys(map)) {
+      if (!(KEY_TYPES as readonly string[]).includes(k)) p.check(() => fail(`${where}.${k}`, `"${k}" is not a key type`, KEY_TYPES.join(', ')));
+    }
   }
+  checkParams(data, fail, (f) => p.check(f));
   if (!data.resync?.event) p.check(() => fail('resync.event', 'missing', 'the SIP NOTIFY event, e.g. check-sync'));
   if (p.list.length) throw new VendorDataError(p.list);
   return vendor;
+}
+
+/** params: named tables of numbered parameter ranges (and the keys a model family has no setting for); models name existing tables. */
+function checkParams(data: VendorData, fail: (key: string, message: string, expected?: string) => never, check: (f: () => void) => void): void {
+  const tables = data.params ?? {};
+  for (const [name, table] of Object.entries(tables)) {
+    (table.unsupported ?? []).forEach((k, i) => check(() => {
+      if (!(k in OPTIONAL_KEYS)) fail(`params.${name}.unsupported[${i}]`, `"${k}" is not a template key that may be left out`, Object.keys(OPTIONAL_KEYS).join(', '));
+    }));
+    for (const [list, ranges] of Object.entries(table)) check(() => {
+      if (list === 'unsupported') return;
+      const where = `params.${name}.${list}`;
+      if (!(PARAM_LISTS as readonly string[]).includes(list)) fail(where, `"${list}" is not a list`, PARAM_LISTS.join(', '));
+      if (!Array.isArray(ranges)) fail(where, 'not a list of ranges');
+      (ranges as ParamRange[]).forEach((r, i) => check(() => {
+        const at = `${where}[${i}]`;
+        if (!Number.isInteger(r.from) || !Number.isInteger(r.to) || r.from < 1 || r.to < r.from) fail(at, `${r.from}..${r.to} is not a range`, 'whole numbers 1 ≤ from ≤ to');
+        if (r.step !== undefined && !Number.isInteger(r.step)) fail(`${at}.step`, `${r.step} is not a whole number`);
+        if (r.typeMap !== undefined && !data.maps?.[r.typeMap]) fail(`${at}.typeMap`, `no map "${r.typeMap}"`, 'the name of a map in maps');
+        for (const k of Object.keys(r.typeMap ? data.maps?.[r.typeMap] ?? {} : {})) {
+          if (!(KEY_TYPES as readonly string[]).includes(k)) fail(`maps.${r.typeMap}.${k}`, `"${k}" is not a key type`, KEY_TYPES.join(', '));
+        }
+        if (!r.fields || Object.keys(r.fields).length === 0) fail(`${at}.fields`, 'missing', 'field name → parameter number');
+        for (const [f, v] of Object.entries(r.fields)) {
+          const ok = Number.isInteger(v) || (Array.isArray(v) && v.length === 2 && v.every(Number.isInteger));
+          if (!ok) fail(`${at}.fields.${f}`, `${JSON.stringify(v)} is not a parameter number`, 'a number, or [base, step]');
+        }
+        (ranges as ParamRange[]).slice(0, i).forEach((o, j) => {
+          if ((o.module ?? 1) === (r.module ?? 1) && r.from <= o.to && o.from <= r.to) fail(at, `overlaps ${where}[${j}]`);
+        });
+      }));
+    });
+  }
+  (data.models ?? []).forEach((m, i) => check(() => {
+    if (m.params !== undefined && !tables[m.params]) fail(`models[${i}].params`, `no parameter table "${m.params}"`, Object.keys(tables).join(', ') || 'a params entry');
+  }));
 }
 
 function compileRe(src: string, fail: (m: string) => never): RegExp {

@@ -30,6 +30,8 @@ export interface VendorModel {
   variant?: string;
   /** line/function keys shown per page, where the vendor numbers keys per page: keys get page and pageIndex */
   keysPerPage?: number;
+  /** which of the vendor's parameter tables (`params`) this model uses; default "default" */
+  params?: string;
   description?: string;
 }
 
@@ -42,6 +44,36 @@ export interface VendorFile {
   secrets: boolean;
   description?: string;
 }
+
+/**
+ * Numbered parameter names for the entries of a list (lines, keys ...), for vendors whose
+ * settings are numbers that change with the line or key index (P47 for account 1, P402 for
+ * account 2). A range covers indexes `from`..`to`; a field's name is prefix + number, where the
+ * number is `base + step * (index - from)`. A field is a base (the range's step applies) or
+ * [base, step].
+ */
+export interface ParamRange {
+  from: number;
+  to: number;
+  /** default 1 */
+  step?: number;
+  /** printed before the number; default "" */
+  prefix?: string;
+  /** only for expansion-module keys: the module number this range is for; default 1 */
+  module?: number;
+  /** keys only: the value map (maps.<name>) of the key-type codes in this range, where they differ from keyType */
+  typeMap?: string;
+  /** keys only: the vendor drops every key after a gap, so unset keys of this range up to the last set key are written as type none */
+  fill?: boolean;
+  fields: Record<string, number | [number, number]>;
+}
+
+export const PARAM_LISTS = ['lines', 'keys', 'moduleKeys', 'progkeys', 'paging'] as const;
+export type ParamList = (typeof PARAM_LISTS)[number];
+export type ParamTable = Partial<Record<ParamList, ParamRange[]>> & {
+  /** template keys ("section.key" of OPTIONAL_KEYS) this model family has no setting for, beside the vendor's `unsupported` */
+  unsupported?: string[];
+};
 
 export interface RefusedFile {
   name: string;
@@ -80,10 +112,16 @@ export interface VendorData {
   models: VendorModel[];
   expansionModules?: { id: string; keys: number }[];
   files: VendorFile[];
-  /** value maps from vendor-neutral values to the vendor's own: bool, transport, keyType, language, toneCountry, cidSource, dst */
+  /**
+   * value maps from vendor-neutral values to the vendor's own: bool, transport, keyType (and
+   * progkeyType / moduleKeyType where those keys use other codes), language, toneCountry,
+   * cidSource, dst, scheme (tftp/http/https), timeZone (by IANA name), utcOffset (by +H[:MM])
+   */
   maps: Record<string, Record<string, string>>;
   /** value maps that differ for the models of one variant: variant -> map name -> map (missing keys fall back to maps) */
   variantMaps?: Record<string, Record<string, Record<string, string>>>;
+  /** named parameter tables (see ParamRange); a model picks one by `params`, else "default" */
+  params?: Record<string, ParamTable>;
   resync: { event: string; rebootEvent?: string };
   dhcp?: { answers: DhcpAnswer[] };
   /**
