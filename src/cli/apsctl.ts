@@ -22,7 +22,7 @@ import { macColon, requireMac, type Mac } from '../mac.js';
 import { Renderer } from '../render/index.js';
 import { buildView } from '../render/view.js';
 import { Store, type DeviceRow } from '../store/index.js';
-import { VendorRegistry, fileNameFor } from '../vendors/registry.js';
+import { VendorRegistry, fileNameForModel } from '../vendors/registry.js';
 import { table } from './table.js';
 import { needDevice, openStore, out, usage, warnIfStale, type CliCommand, type Ctx } from './context.js';
 import fs from 'node:fs';
@@ -148,7 +148,8 @@ function deviceShow(ctx: Ctx, pos: string[]) {
   if (v && m) {
     out('files:\n');
     for (const f of v.compiledFiles) {
-      out(`  ${fileNameFor(f.spec, d.mac, m.code).padEnd(28)} ${f.spec.secrets ? 'holds secrets: needs proof' : 'no secrets'}\n`);
+      const name = fileNameForModel(f.spec, d.mac, m);
+      if (name !== undefined) out(`  ${name.padEnd(28)} ${f.spec.secrets ? 'holds secrets: needs proof' : 'no secrets'}\n`);
     }
   }
   if (d.shares_with) out(`multicell: served the configuration of ${macColon(d.shares_with as Mac)} (its lines below; apsctl device untie ${d.mac} ends it)\n`);
@@ -331,7 +332,11 @@ function render(ctx: Ctx, pos: string[]) {
   const model = ctx.registry.model(d.vendor, d.model);
   if (!v || !model) throw new ApsError('APS_ERR_VENDOR', `device ${d.mac} names vendor ${d.vendor} model ${d.model}, which the vendor data does not have`);
   const renderer = new Renderer({ registry: ctx.registry, store, config: () => ctx.config, generation: () => 1 });
-  const names = v.compiledFiles.map((f) => ({ f, name: fileNameFor(f.spec, d.mac, model.code) }));
+  // the files of this model: one named by a code the model does not have is another model family's
+  const names = v.compiledFiles.flatMap((f) => {
+    const name = fileNameForModel(f.spec, d.mac, model);
+    return name === undefined ? [] : [{ f, name }];
+  });
   const wanted = pos[1] ? names.filter((n) => n.name === pos[1] || n.name.toLowerCase() === pos[1].toLowerCase()) : names;
   if (pos[1] && !wanted.length) {
     throw new ApsError('APS_ERR_NOT_FOUND', `a ${v.name} ${model.id} does not ask for ${pos[1]}`, { expected: `one of ${names.map((n) => n.name).join(', ')}` });

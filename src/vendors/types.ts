@@ -9,10 +9,21 @@ export interface VendorModel {
   aliases?: string[];
   /** a model code used in file names, as {code} in a file name pattern (e.g. y{code}.cfg) */
   code?: string;
+  /**
+   * named model codes, as {code:<name>} in a file name pattern: for a vendor whose models ask for
+   * more than one per-model file (a settings file and a firmware descriptor), or whose model
+   * families ask for differently named files. A model without the named code has no such file.
+   * Letters, digits, '.', '_' and '-' (e.g. "f0X4hw1.100"). The view has them as model.codes.<name>.
+   */
+  codes?: Record<string, string>;
   lines: number;
   keys: number;
   /** expansion modules this model takes, by id */
   expansion?: string[];
+  /** template settings this model has no parameter for, as in VendorData.unsupported */
+  unsupported?: string[];
+  /** line/function keys shown per page, where the vendor numbers keys per page: keys get page and pageIndex */
+  keysPerPage?: number;
   /** which of the vendor's parameter tables (`params`) this model uses; default "default" */
   params?: string;
   /** a DECT base: how many handsets it takes. On a base, line N is handset N (lines ≤ handsets). */
@@ -105,6 +116,8 @@ export interface DhcpAnswer {
   /** url = the provisioning URL; host = the server host; ip = the server's IP; sub = vendor sub-options (43) */
   value: 'url' | 'host' | 'ip' | 'sub';
   suboption?: number;
+  /** text appended to the URL of a 'url' answer, e.g. a file name with a macro the phone expands itself ($mac.cfg) */
+  append?: string;
 }
 
 export interface VendorData {
@@ -136,7 +149,12 @@ export interface VendorData {
    * should get), each with the reason; the name pattern takes the placeholders of files[].name.
    */
   refused?: RefusedFile[];
-  /** template keys ("section.key" of OPTIONAL_KEYS) the vendor has no setting for: left out with a warning */
+  /**
+   * template keys the vendor has no setting for, left out with the render warning
+   * `has no "<key>" key: left out`: a key of OPTIONAL_KEYS (with its own "is set" rule), any other
+   * "<section>.<key>" as in the ini file (phone.tone_country; phone.tones for the tone_* keys: set
+   * when it differs from the built-in default), or a whole "<section>" (progkeys, paging)
+   */
   unsupported?: string[];
   /** facts with sources: key -> source tag; and facts not confirmed */
   sources?: Record<string, string>;
