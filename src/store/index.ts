@@ -189,6 +189,11 @@ export class Store {
     this.devCache?.clear();
   }
 
+  /** Drops one device's cached row (its contact facts changed in a way that matters to rendering: the firmware it reports). */
+  forget(mac: Mac): void {
+    this.devCache?.delete(mac);
+  }
+
   close(): void {
     this.db.close();
   }
