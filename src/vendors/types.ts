@@ -139,7 +139,7 @@ export interface VendorData {
   /**
    * Where older firmware reads other parameter names: each variant sets `firmwareVariant.<flag>`
    * in the view for a version below `below`, compared number by number from the version's part
-   * `part` (0-based; Yealink's 66.86.0.15 is firmware 86 of hardware family 66: part 1). The
+   * `part` (0-based: a version 66.86.0.15 whose first number names the hardware family compares from part 1). The
    * version is the template's firmware_version, else the one the phone reported.
    */
   firmwareVariants?: { flag: string; below: string; part?: number; source: string }[];
