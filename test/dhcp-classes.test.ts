@@ -370,13 +370,62 @@ const CLIENTS: Client[] = [
     },
   },
   {
-    what: 'the option-150 fixture vendor (class "Cisco SPA504G", a MAC of no vendor) option 150 = the server address',
+    what: 'the option-150 fixture vendor (class "Fixture150 phone", a MAC of no vendor) option 150 = the server address',
     mac: '02:00:00:00:15:00',
-    vendorClass: 'Cisco SPA504G',
+    vendorClass: 'Fixture150 phone',
     check(env) {
       leased(env);
       assert.is(env.get('new_tftp150'), SERVER_IP);
       only(env, ['new_tftp150']);
+    },
+  },
+  {
+    what: 'a Cisco SPA504G (class "Cisco SPA504G", a MAC of no vendor) option 66 = the TFTP host and option 150 = the server address',
+    mac: '02:00:00:00:50:04',
+    vendorClass: 'Cisco SPA504G',
+    check(env) {
+      leased(env);
+      assert.is(env.get('new_tftp_server_name'), SITE.host);
+      assert.is(env.get('new_tftp150'), SERVER_IP);
+      only(env, ['new_tftp_server_name', 'new_tftp150']);
+    },
+  },
+  {
+    what: 'a Cisco 3PCC phone known by its OUI (d0:ec:35:…, no vendor class) option 66 = the TFTP host and option 150 = the server address',
+    mac: 'd0:ec:35:12:34:56',
+    check(env) {
+      leased(env);
+      assert.is(env.get('new_tftp_server_name'), SITE.host);
+      assert.is(env.get('new_tftp150'), SERVER_IP);
+      only(env, ['new_tftp_server_name', 'new_tftp150']);
+    },
+  },
+  {
+    what: 'a Fanvil phone (MAC 0c:38:3e:…, no vendor class: Fanvil sends none by default) option 66 = the provisioning URL + $mac.cfg',
+    mac: '0c:38:3e:12:34:56',
+    check(env) {
+      leased(env);
+      // dhclient hands its script a shell-safe value: the $ comes as \$
+      assert.is(env.get('new_tftp_server_name')?.replace(/\\\$/g, '$'), `${SITE.url}$mac.cfg`);
+      only(env, ['new_tftp_server_name']);
+    },
+  },
+  {
+    what: 'a Grandstream phone (MAC 00:0b:82:…, no vendor class) option 66 = the provisioning URL',
+    mac: '00:0b:82:12:34:56',
+    check(env) {
+      leased(env);
+      assert.is(env.get('new_tftp_server_name'), SITE.url);
+      only(env, ['new_tftp_server_name']);
+    },
+  },
+  {
+    what: 'an Htek phone (MAC 00:1f:c1:…, no vendor class) option 66 = the provisioning URL',
+    mac: '00:1f:c1:12:34:56',
+    check(env) {
+      leased(env);
+      assert.is(env.get('new_tftp_server_name'), SITE.url);
+      only(env, ['new_tftp_server_name']);
     },
   },
   {

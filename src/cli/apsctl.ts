@@ -10,6 +10,7 @@ import { Guard } from '../provisioning/guard.js';
 import { createLogger } from '../log.js';
 import { assignLine, describeStage, setDisabled, unassignLine } from '../inventory/lines.js';
 import { Observations } from '../store/observations.js';
+import { configSource, lineCapacity, tieBase, untieBase } from '../inventory/multicell.js';
 import { requireTemplateFits } from '../inventory/rules.js';
 import { parseArgs } from 'node:util';
 import path from 'node:path';
@@ -21,7 +22,7 @@ import { macColon, requireMac, type Mac } from '../mac.js';
 import { Renderer } from '../render/index.js';
 import { buildView } from '../render/view.js';
 import { Store, type DeviceRow } from '../store/index.js';
-import { VendorRegistry, fileNameFor } from '../vendors/registry.js';
+import { VendorRegistry, fileNameForModel } from '../vendors/registry.js';
 import { table } from './table.js';
 import { needDevice, openStore, out, usage, warnIfStale, type CliCommand, type Ctx } from './context.js';
 import fs from 'node:fs';
@@ -40,8 +41,11 @@ devices
   device set <mac> [--template T] [--model M] [--label L] [--tenant T]
   device disable <mac>      serve it nothing of value (no account, no keys, no secrets)
   device enable <mac>
+  device tie <base> --to <primary>
+                            multicell DECT: the base is served the primary base's configuration
+  device untie <base>
   device remove <mac>
-  line set <mac> <n> --extension E [--label L] [--cid-source pai-from|from|rpid|pai]
+  line set <mac> <n> --extension E      (on a DECT base line n is handset n) [--label L] [--cid-source pai-from|from|rpid|pai]
                      [--local-port PORT|LOW-HIGH] [--srtp]
   line remove <mac> <n>
   device credentials <mac> [--rotate]
@@ -134,7 +138,8 @@ function deviceShow(ctx: Ctx, pos: string[]) {
   if (pos.length !== 1) usage('device show takes one MAC');
   const store = openStore(ctx);
   const d = needDevice(store, requireMac(pos[0]));
-  const j = { ...deviceJson(d, store), stage: describeStage(d, store.lines(d.mac).length), fetches: fetchesJson(store, d.mac, ctx.config.settings.server.observationsPerDevice) };
+  const src = configSource(store, d);
+  const j = { ...deviceJson(d, store), lines: deviceJson(src, store).lines, sharesWith: d.shares_with, stage: describeStage(src, store.lines(src.mac).length), fetches: fetchesJson(store, d.mac, ctx.config.settings.server.observationsPerDevice) };
   if (ctx.json) {
     out(JSON.stringify(j, null, 2) + '\n');
     return;
@@ -145,10 +150,15 @@ function deviceShow(ctx: Ctx, pos: string[]) {
   if (v && m) {
     out('files:\n');
     for (const f of v.compiledFiles) {
-      out(`  ${fileNameFor(f.spec, d.mac, m.code).padEnd(28)} ${f.spec.secrets ? 'holds secrets: needs proof' : 'no secrets'}\n`);
+      const name = fileNameForModel(f.spec, d.mac, m);
+      if (name !== undefined) out(`  ${name.padEnd(28)} ${f.spec.secrets ? 'holds secrets: needs proof' : 'no secrets'}\n`);
     }
   }
-  out(j.lines.length ? table(['LINE', 'EXTENSION', 'LABEL', 'CID SOURCE', 'LOCAL PORT', 'SRTP'], j.lines.map((l) => [l.line, l.extension, l.label || '-', l.cidSource, l.localPort || '-', l.srtp ? 'yes' : 'no'])) : 'no lines assigned\n');
+  if (d.shares_with) out(`multicell: served the configuration of ${macColon(d.shares_with as Mac)} (its lines below; apsctl device untie ${d.mac} ends it)\n`);
+  const tied = store.devices().filter((x) => x.shares_with === d.mac);
+  if (tied.length) out(`multicell: ${tied.map((x) => macColon(x.mac)).join(', ')} share${tied.length === 1 ? 's' : ''} this configuration\n`);
+  const noun = m && lineCapacity(m).noun === 'handset' ? 'HANDSET' : 'LINE';
+  out(j.lines.length ? table([noun, 'EXTENSION', 'LABEL', 'CID SOURCE', 'LOCAL PORT', 'SRTP'], j.lines.map((l) => [l.line, l.extension, l.label || '-', l.cidSource, l.localPort || '-', l.srtp ? 'yes' : 'no'])) : 'no lines assigned\n');
   const recent = j.fetches.slice(0, 10);
   out(recent.length
     ? `recent fetches (${j.fetches.length} kept, newest first):\n` + table(['TIME', 'PROTO', 'FILE', 'ANSWER', 'PROOF', 'ADDRESS', 'FIRMWARE'], recent.map((f) => [f.at.replace(/\.\d+Z$/, 'Z'), f.proto, f.file, f.answer, f.proof ?? '-', f.ip, f.firmware ?? '-']))
@@ -190,6 +200,21 @@ function deviceSet(ctx: Ctx, pos: string[], o: Record<string, string | boolean |
   warnIfStale(ctx, store);
 }
 
+function deviceTie(ctx: Ctx, pos: string[], o: Record<string, string | boolean | undefined>) {
+  if (pos.length !== 1 || typeof o.to !== 'string') usage('device tie takes a base MAC and --to <primary base MAC>');
+  const store = openStore(ctx);
+  const d = tieBase(store, ctx.registry, requireMac(pos[0]), requireMac(o.to));
+  if (ctx.json) out(JSON.stringify({ ...deviceJson(d, store), sharesWith: d.shares_with }, null, 2) + '\n');
+  else out(`${macColon(d.mac)} is served the configuration of ${macColon(d.shares_with as Mac)} (multicell)\n`);
+}
+
+function deviceUntie(ctx: Ctx, pos: string[]) {
+  if (pos.length !== 1) usage('device untie takes one base MAC');
+  const store = openStore(ctx);
+  const d = untieBase(store, requireMac(pos[0]));
+  out(ctx.json ? JSON.stringify(deviceJson(d, store), null, 2) + '\n' : `${macColon(d.mac)} has its own configuration again\n`);
+}
+
 function deviceEnable(ctx: Ctx, pos: string[], disabled: boolean) {
   if (pos.length !== 1) usage(`device ${disabled ? 'disable' : 'enable'} takes one MAC`);
   const store = openStore(ctx);
@@ -217,7 +242,9 @@ function lineSet(ctx: Ctx, pos: string[], o: Record<string, string | boolean | u
   const store = openStore(ctx);
   const d = needDevice(store, mac);
   const model = ctx.registry.model(d.vendor, d.model);
-  if (model && idx > model.lines) throw new ApsError('APS_ERR_USAGE', `a ${d.model} has ${model.lines} lines; there is no line ${idx}`, { expected: `1..${model.lines}` });
+  if (d.shares_with) throw new ApsError('APS_ERR_USAGE', `${macColon(mac)} shares the configuration of ${macColon(d.shares_with as Mac)} (multicell): set the system's lines there`, { expected: `apsctl line set ${d.shares_with} ${idx} --extension …` });
+  const cap = model ? lineCapacity(model) : null;
+  if (cap && idx > cap.max) throw new ApsError('APS_ERR_USAGE', `a ${d.model} has ${cap.max} ${cap.noun}s; there is no ${cap.noun} ${idx}`, { expected: `1..${cap.max}` });
   const ext = ctx.config.extensions.get(`${d.tenant}/${extension}`);
   if (!ext) throw new ApsError('APS_ERR_NOT_FOUND', `extension ${extension} does not exist in tenant ${d.tenant}`, { expected: 'an [<number>] section with tenant = ' + d.tenant + ' in extensions.d/*.ini' });
   const cid = (o['cid-source'] as string | undefined) ?? 'from';
@@ -307,7 +334,11 @@ function render(ctx: Ctx, pos: string[]) {
   const model = ctx.registry.model(d.vendor, d.model);
   if (!v || !model) throw new ApsError('APS_ERR_VENDOR', `device ${d.mac} names vendor ${d.vendor} model ${d.model}, which the vendor data does not have`);
   const renderer = new Renderer({ registry: ctx.registry, store, config: () => ctx.config, generation: () => 1 });
-  const names = v.compiledFiles.map((f) => ({ f, name: fileNameFor(f.spec, d.mac, model.code) }));
+  // the files of this model: one named by a code the model does not have is another model family's
+  const names = v.compiledFiles.flatMap((f) => {
+    const name = fileNameForModel(f.spec, d.mac, model);
+    return name === undefined ? [] : [{ f, name }];
+  });
   const wanted = pos[1] ? names.filter((n) => n.name === pos[1] || n.name.toLowerCase() === pos[1].toLowerCase()) : names;
   if (pos[1] && !wanted.length) {
     throw new ApsError('APS_ERR_NOT_FOUND', `a ${v.name} ${model.id} does not ask for ${pos[1]}`, { expected: `one of ${names.map((n) => n.name).join(', ')}` });
@@ -479,7 +510,7 @@ export async function main(argv: string[]): Promise<number> {
       strict: true,
       options: {
         config: { type: 'string' }, vendors: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
-        tenant: { type: 'string' }, template: { type: 'string' }, model: { type: 'string' }, label: { type: 'string' },
+        tenant: { type: 'string' }, template: { type: 'string' }, model: { type: 'string' }, label: { type: 'string' }, to: { type: 'string' },
         state: { type: 'string' }, vendor: { type: 'string' }, extension: { type: 'string' }, 'cid-source': { type: 'string' },
         'local-port': { type: 'string' }, srtp: { type: 'boolean' }, rotate: { type: 'boolean' }, 'user-agent': { type: 'string' },
         ...Object.assign({}, ...extra.map((c) => c.options ?? {})),
@@ -511,6 +542,8 @@ export async function main(argv: string[]): Promise<number> {
       case 'device set': deviceSet(ctx, rest, o); break;
       case 'device disable': deviceEnable(ctx, rest, true); break;
       case 'device enable': deviceEnable(ctx, rest, false); break;
+      case 'device tie': deviceTie(ctx, rest, o); break;
+      case 'device untie': deviceUntie(ctx, rest); break;
       case 'device credentials': deviceCredentials(ctx, rest, o); break;
       case 'ban list': banList(ctx); break;
       case 'ban lift': banLift(ctx, rest); break;

@@ -87,19 +87,3 @@ export function checkTemplateFirmware(templates: Iterable<Template>, images: rea
   }
   return { errors, warnings };
 }
-
-/** Dotted versions compared number by number (66.86.0.15 < 66.86.0.160); other parts as text. */
-export function compareVersions(a: string, b: string): number {
-  const pa = a.split(/[.\-_]/);
-  const pb = b.split(/[.\-_]/);
-  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
-    const x = pa[i] ?? '';
-    const y = pb[i] ?? '';
-    if (x === y) continue;
-    const nx = /^\d+$/.test(x) ? Number(x) : NaN;
-    const ny = /^\d+$/.test(y) ? Number(y) : NaN;
-    if (!Number.isNaN(nx) && !Number.isNaN(ny)) return nx - ny;
-    return x < y ? -1 : 1;
-  }
-  return 0;
-}

@@ -11,7 +11,8 @@ import { parseHostPort } from '../config/fields.js';
 import type { DeviceRow, LineRow } from '../store/index.js';
 import { familyOf, type Vendor, type VendorModel } from '../vendors/registry.js';
 import type { ParamList, ParamRange } from '../vendors/types.js';
-import { OPTIONAL_KEYS, type KeyDef } from '../config/template.js';
+import { OPTIONAL_KEYS, readTemplate, TEMPLATE_SECTIONS, type KeyDef } from '../config/template.js';
+import { parseIni } from '../config/ini-file.js';
 
 export interface ViewInput {
   /** the device's own HTTP credentials, written into its config so that it proves itself on later fetches */
@@ -55,15 +56,14 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   // templates both are `unprovisioned` (everything of value left out); `disabled` tells them apart.
   const disabled = device?.state === 'disabled';
   const unprovisioned = device?.state === 'unprovisioned' || disabled;
-  // what the vendor, the model's family or its parameter table has no setting for: left out, one warning per key the template sets
-  const unsupported = new Set([...(vendor.unsupported ?? []), ...(family?.unsupported ?? []), ...(vendor.params?.[model.params ?? 'default']?.unsupported ?? [])]);
+  // what the vendor, the model's family, its parameter table or the model itself has no setting for
+  const familyUnsupported = [...(family?.unsupported ?? []), ...(vendor.params?.[model.params ?? 'default']?.unsupported ?? [])];
+  const unsupported = new Set([...(vendor.unsupported ?? []), ...familyUnsupported, ...(model.unsupported ?? [])]);
   // a model without keys (a DECT base, an entry phone) takes no DSS keys; a vendor without modules, no module keys
   if (model.keys === 0) unsupported.add('dsskeys.keyN');
   if (!vendor.expansionModules?.length) unsupported.add('dsskeys.expansion_module');
   const usage = { lines: unprovisioned ? [] : input.lines ?? [], credentials: !!input.credentials, unprovisioned };
-  for (const k of unsupported) {
-    if (OPTIONAL_KEYS[k]?.(template, usage)) out.warnings.push(`${k}: ${vendor.name} has no "${k.split('.')[1]}" key: left out`);
-  }
+  for (const w of unsupportedSet(vendor, model, template, [...familyUnsupported, ...(model.keys === 0 ? ['dsskeys.keyN'] : []), ...(!vendor.expansionModules?.length ? ['dsskeys.expansion_module'] : [])], usage)) out.warnings.push(w);
   const dtmf = template.server.dtmfMode;
   const dtmfMapped = !unsupported.has('server.dtmf_mode') && (!maps.dtmfMode || maps.dtmfMode[dtmf] !== undefined);
   if (!unsupported.has('server.dtmf_mode') && !dtmfMapped) out.warnings.push(`server.dtmf_mode: ${vendor.name} has no "${dtmf}" key: left out`);
@@ -190,10 +190,15 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       return null;
     }
     const p = at.p;
+    const per = model.keysPerPage && model.keysPerPage > 0 ? model.keysPerPage : 0;
     return {
       p,
       index: k.index,
       index0: k.index - 1,
+      /** page (1-based) and place on the page (1- and 0-based), for models with keysPerPage */
+      page: per ? Math.ceil(k.index / per) : 1,
+      pageIndex: per ? ((k.index - 1) % per) + 1 : k.index,
+      pageIndex0: per ? (k.index - 1) % per : k.index - 1,
       type: code,
       typeName: k.type,
       value: k.value,
@@ -228,6 +233,13 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
     }
     const v = mapKey(k, 'DSS key');
     if (v) keys.push(v);
+  }
+  // the keys grouped by page, in page order, for formats that nest keys in a page element
+  const keyPages: { page: number; keys: Dict[] }[] = [];
+  for (const k of keys) {
+    const last = keyPages[keyPages.length - 1];
+    if (last && last.page === k.page) last.keys.push(k);
+    else keyPages.push({ page: k.page as number, keys: [k] });
   }
   const moduleDef = noModule ? undefined : vendor.expansionModules?.find((m) => m.id.toLowerCase() === template.dsskeys.expansionModule.toLowerCase());
   const expansionCount = template.dsskeys.expansionModule === 'none' ? 0 : template.dsskeys.expansionCount;
@@ -274,6 +286,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   const dir = dirUrl ? new URL(dirUrl) : null;
   const ldapOn = template.ldap.enabled && !noLdap;
 
+
   const off = template.datetime.utcOffsetMinutes;
   const sign = off < 0 ? '-' : '+';
   const abs = Math.abs(off);
@@ -284,10 +297,18 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   const net = template.network;
   const stun = net.stunServer ? parseHostPort(net.stunServer) : null;
 
+  // the firmware the files are written for: pinned by the template, else what the phone reported
+  const fwVersion = template.firmwareVersion || device?.firmware || '';
+  const firmwareVariant: Dict = { version: fwVersion };
+  for (const fv of vendor.firmwareVariants ?? []) firmwareVariant[fv.flag] = fwVersion !== '' && compareVersions(fwVersion.split('.').slice(fv.part ?? 0).join('.'), fv.below) < 0;
+
   return {
+    firmwareVariant,
     vendor: { id: vendor.id, name: vendor.name },
     model: {
-      id: model.id, code: model.code ?? '', lines: model.lines, keys: model.keys, family: model.family ?? '',
+      id: model.id, code: model.code ?? '', codes: model.codes ?? {}, lines: model.lines, keys: model.keys, family: model.family ?? '',
+      /** the model's family (its file format) as model.is_<family>, for templates shared by families */
+      ...(model.family ? { [`is_${model.family}`]: true } : {}),
       /** a DECT base: line N is the account of handset N */
       isBase: model.handsets !== undefined, handsets: model.handsets ?? 0,
     },
@@ -336,8 +357,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       periodicCheckOn: template.general.periodicCheck > 0,
       periodicMinutes: template.general.periodicCheck,
       periodicSeconds: template.general.periodicCheck * 60,
-      /** whole hours, at least 1, for firmware that counts the check interval in hours */
-      periodicHours: Math.max(1, Math.round(template.general.periodicCheck / 60)),
+      /** the check interval in whole hours, rounded up (at least 1) */
+      periodicHours: Math.max(1, Math.ceil(template.general.periodicCheck / 60)),
       ...checkTimeView(unsupported.has('general.check_time') ? null : template.general.checkTime, device?.mac ?? ''),
     },
     sip,
@@ -353,6 +374,9 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       cdp: bool(net.cdp), cdpOn: net.cdp,
       hasQosSip: net.qosSipDscp !== null && !unsupported.has('network.qos_sip_dscp'), qosSipDscp: net.qosSipDscp ?? '', qosSipTos: net.qosSipDscp === null ? '' : net.qosSipDscp << 2,
       hasQosRtp: net.qosRtpDscp !== null && !unsupported.has('network.qos_rtp_dscp'), qosRtpDscp: net.qosRtpDscp ?? '', qosRtpTos: net.qosRtpDscp === null ? '' : net.qosRtpDscp << 2,
+      /** the ToS byte in hex (DSCP 26 = 0x68), as some vendors write it */
+      qosSipTosHex: net.qosSipDscp === null ? '' : `0x${(net.qosSipDscp << 2).toString(16).padStart(2, '0')}`,
+      qosRtpTosHex: net.qosRtpDscp === null ? '' : `0x${(net.qosRtpDscp << 2).toString(16).padStart(2, '0')}`,
     },
     datetime: {
       ntpServer1: template.datetime.ntpServer1,
@@ -365,6 +389,8 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       /** +5:30, +1 */
       offsetHM: offsetKey,
       offsetSeconds: off * 60,
+      /** quarter hours east of UTC (UTC+1 = 4, UTC+5:30 = 22), as some vendors count */
+      offsetQuarterHours: Math.round(off / 15),
       offsetHHMM: `${sign}${hh}:${mm}`,
       dst: map('dst', template.datetime.dst),
       dstName: template.datetime.dst,
@@ -395,6 +421,7 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       dialPlanRegex: (template.phone.dialPlan?.patterns ?? []).map((p) => p.regex).join('|'),
     },
     keys,
+    keyPages,
     hasKeys: keys.length > 0,
     expansion: {
       module: moduleDef?.id ?? '',
@@ -445,7 +472,7 @@ function withUserinfo(url: URL, c: { username: string; password: string }): stri
  * keeps its moment from one render to the next.
  */
 export function checkTimeView(window: { from: number; to: number } | null, mac: string): Dict {
-  if (!window) return { hasCheckTime: false, checkTime: '', checkHour: '', checkMinute: '', checkTimeFrom: '', checkTimeTo: '' };
+  if (!window) return { hasCheckTime: false, checkTime: '', checkTimeHHmm: '', checkHour: '', checkMinute: '', checkTimeFrom: '', checkTimeTo: '', checkWindowMinutes: 0 };
   const span = (window.to - window.from + 1440) % 1440;
   const h = crypto.createHash('sha256').update(`check/${mac}`).digest().readUInt32BE(0);
   const at = (window.from + (span === 0 ? 0 : h % (span + 1))) % 1440;
@@ -453,6 +480,10 @@ export function checkTimeView(window: { from: number; to: number } | null, mac: 
   return {
     hasCheckTime: true,
     checkTime: hm(at),
+    /** 0130: the time without a colon */
+    checkTimeHHmm: hm(at).replace(':', ''),
+    /** the length of the window in minutes (0 for a single time) */
+    checkWindowMinutes: span,
     checkHour: Math.floor(at / 60),
     checkMinute: at % 60,
     checkTimeFrom: hm(window.from),
@@ -497,6 +528,17 @@ function rangesOf(vendor: Vendor, model: VendorModel, list: ParamList): ParamRan
   return vendor.params?.[model.params ?? 'default']?.[list] ?? vendor.params?.default?.[list] ?? [];
 }
 
+/** Compares dotted versions number by number (66.70 < 66.86; 70 < 71.0.1); a missing part counts as 0. */
+export function compareVersions(a: string, b: string): number {
+  const x = a.split('.').map(Number);
+  const y = b.split('.').map(Number);
+  for (let i = 0; i < Math.max(x.length, y.length); i++) {
+    const d = (x[i] || 0) - (y[i] || 0);
+    if (d) return d < 0 ? -1 : 1;
+  }
+  return 0;
+}
+
 /** A single port, or a deterministic port from a `low-high` range for this device and line. */
 export function pickPort(spec: string, mac: string, idx: number): string {
   if (!spec) return '';
@@ -506,4 +548,36 @@ export function pickPort(spec: string, mac: string, idx: number): string {
   const hi = Number(m[2]);
   const h = crypto.createHash('sha256').update(`${mac}/${idx}`).digest().readUInt32BE(0);
   return String(lo + (h % (hi - lo + 1)));
+}
+
+let builtIn: Template | undefined;
+/** Every template setting at its documented default (what a template that does not name it has). */
+function builtInTemplate(): Template {
+  builtIn ??= readTemplate(parseIni('[template]\nvendor = x\nmodel = x\n', '(built-in defaults).ini'));
+  return builtIn;
+}
+
+const camel = (k: string) => k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/**
+ * Warnings for the settings this template sets (differently from the built-in default) that the
+ * vendor or model has no parameter for: the template leaves them out.
+ */
+export function unsupportedSet(vendor: Vendor, model: VendorModel, template: Template, family: readonly string[] = [], usage?: Parameters<(typeof OPTIONAL_KEYS)[string]>[1]): string[] {
+  const names = [...new Set([...(vendor.unsupported ?? []), ...family, ...(model.unsupported ?? [])])];
+  const def = builtInTemplate() as unknown as Record<string, unknown>;
+  const t = template as unknown as Record<string, unknown>;
+  const out: string[] = [];
+  for (const n of names) {
+    const [section, key] = n.split('.', 2) as [string, string | undefined];
+    // a key with its own "is set" rule (OPTIONAL_KEYS, lines and credentials included), else a
+    // template key that is set when it differs from the built-in default
+    if (!OPTIONAL_KEYS[n] && !(TEMPLATE_SECTIONS as readonly string[]).includes(section)) continue;
+    const get = (o: Record<string, unknown>) => (key === undefined ? o[section] : (o[section] as Record<string, unknown> | undefined)?.[camel(key)]);
+    const set = OPTIONAL_KEYS[n] ? OPTIONAL_KEYS[n](template, usage) : JSON.stringify(get(t)) !== JSON.stringify(get(def));
+    if (!set) continue;
+    const who = model.unsupported?.includes(n) && !vendor.unsupported?.includes(n) ? `a ${vendor.name} ${model.id}` : vendor.name;
+    out.push(`${n}: ${who} has no "${key ?? section}" key: left out`);
+  }
+  return out;
 }

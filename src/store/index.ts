@@ -29,6 +29,8 @@ export interface DeviceRow {
   firmware: string | null;
   /** the protocol of its last fetch: http, https, tftp (null: seen by discovery only) */
   seen_proto: string | null;
+  /** a base of a multicell DECT system: the MAC of the base whose configuration it is served */
+  shares_with: string | null;
   rev: number;
 }
 
@@ -187,7 +189,7 @@ export class Store {
     this.devCache?.clear();
   }
 
-  /** Drops one cached device row (its row changed in a write that kept the cache). */
+  /** Drops one device's cached row (a write that kept the cache changed it in a way that matters to rendering: the firmware it reports). */
   forget(mac: Mac): void {
     this.devCache?.delete(mac);
   }
@@ -305,7 +307,7 @@ export class Store {
     })();
   }
 
-  updateDevice(mac: Mac, patch: Partial<Pick<DeviceRow, 'tenant' | 'template' | 'model' | 'label' | 'state'>>): DeviceRow {
+  updateDevice(mac: Mac, patch: Partial<Pick<DeviceRow, 'tenant' | 'template' | 'model' | 'label' | 'state' | 'shares_with'>>): DeviceRow {
     this.written();
     const keys = Object.keys(patch).filter((k) => (patch as Record<string, unknown>)[k] !== undefined);
     const now = Date.now();

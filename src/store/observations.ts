@@ -76,6 +76,7 @@ export class Observations {
         if (!p || p.at <= r.at) last.set(r.mac, { ...r, ua_firmware: r.ua_firmware ?? p?.ua_firmware ?? null });
       }
       for (const r of last.values()) {
+        // a new firmware may select other parameter names (vendor firmwareVariants) and drops the firmware setting of a phone that runs its image: a new revision, and the next render must see it
         if (r.ua_firmware && this.q.firmwareChanged.run({ mac: r.mac, firmware: r.ua_firmware }).changes) this.store.forget(r.mac);
         this.q.seen.run({ mac: r.mac, at: r.at, ip: r.ip, proto: r.proto, firmware: r.ua_firmware });
         this.q.trim.run(r.mac, r.mac, keep);

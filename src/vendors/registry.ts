@@ -9,7 +9,8 @@ import path from 'node:path';
 import Mustache from 'mustache';
 import { ApsError } from '../errors.js';
 import { macOui, type Mac } from '../mac.js';
-import { KEY_TYPES, LANGUAGES, OPTIONAL_KEYS, TONE_COUNTRIES, TRANSPORTS } from '../config/template.js';
+import { KEY_TYPES, LANGUAGES, OPTIONAL_KEYS, readTemplate, TEMPLATE_SECTIONS, TONE_COUNTRIES, TRANSPORTS } from '../config/template.js';
+import { parseIni } from '../config/ini-file.js';
 import { PARAM_LISTS, type ParamRange, type RefusedFile, type VendorData, type VendorFamily, type VendorFile, type VendorModel } from './types.js';
 import { optionType } from '../wire/dhcp-options.js';
 
@@ -34,6 +35,8 @@ export interface CompiledFile {
   vendor: Vendor;
   re: RegExp;
   scope: 'common' | 'model' | 'device';
+  /** the name of the {code:<name>} placeholder in the file name, if any */
+  codeName?: string;
 }
 
 export interface Identification {
@@ -181,6 +184,12 @@ export class VendorRegistry {
           model = v.models.find((x) => x.code !== undefined && x.code.toLowerCase() === g.code.toLowerCase() && fileFits(v, cf.spec, x));
           if (!model) continue;
         }
+        if (cf.codeName !== undefined) {
+          const want = g.named.toLowerCase();
+          const name = cf.codeName;
+          model = v.models.find((x) => x.codes?.[name] !== undefined && x.codes[name].toLowerCase() === want && (!model || x === model));
+          if (!model) continue;
+        }
         out.push({ file: cf, mac, model });
       }
     }
@@ -225,6 +234,9 @@ function modelFromClass(v: Vendor, vendorClass: string): string | undefined {
   return best?.id;
 }
 
+/** Every tab and key of a template at its default: what `unsupported` may name. */
+const TEMPLATE_DEFAULTS = readTemplate(parseIni('[template]\nvendor = x\nmodel = x\n', '(defaults).ini'));
+
 /**
  * Every problem of the vendor data, each with its file and field, reported at once (as a linter
  * would): an administrator who edits a vendor.json sees everything to fix in one go.
@@ -265,6 +277,9 @@ function checkDhcpAnswers(data: VendorData, fail: (key: string, message: string,
       return;
     }
     if (!['url', 'host', 'ip'].includes(a.value)) fail(`${key}.value`, `"${a.value}" is not an answer value`, 'url, host, ip or sub');
+    if (a.append !== undefined && (a.value !== 'url' || typeof a.append !== 'string' || !/^[\x21-\x7e]+$/.test(a.append))) {
+      fail(`${key}.append`, 'append is text added to a url answer', 'value url and printable text without spaces, e.g. $mac.cfg');
+    }
     if (a.code === 43) fail(key, 'option 43 is written as sub-options only', 'value sub with a suboption');
   }));
 }
@@ -338,6 +353,11 @@ export function loadVendor(dir: string): Vendor {
       if (m.lines > m.handsets) fail(`models[${i}].lines`, `${m.lines} lines on a base for ${m.handsets} handsets`, 'at most one line per handset: line N is handset N');
     }
     if (m.family !== undefined && !data.families?.[m.family]) fail(`models[${i}].family`, `no family "${m.family}"`, `a key of "families": ${Object.keys(data.families ?? {}).join(', ') || '(none)'}`);
+    if (m.keysPerPage !== undefined && (!Number.isInteger(m.keysPerPage) || m.keysPerPage < 1)) fail(`models[${i}].keysPerPage`, `${m.keysPerPage} is not a key count`, 'a whole number ≥ 1');
+    for (const [name, code] of Object.entries(m.codes ?? {})) {
+      if (!/^[a-z][a-z0-9]*$/.test(name)) fail(`models[${i}].codes`, `"${name}" is not a code name`, 'lower-case letters and digits, e.g. cfg');
+      if (typeof code !== 'string' || !CODE_RE.test(code)) fail(`models[${i}].codes.${name}`, `"${code}" is not a model code`, "letters, digits, '.', '_' and '-'");
+    }
     for (const name of [m.id, ...(m.aliases ?? [])]) {
       const k = modelKey(name);
       const prev = modelByKey.get(k);
@@ -385,20 +405,34 @@ export function loadVendor(dir: string): Vendor {
     if (f.lineEnding !== undefined && f.lineEnding !== 'lf' && f.lineEnding !== 'crlf') fail(`files[${i}].lineEnding`, `"${String(f.lineEnding)}" is not a line ending`, 'lf or crlf');
     if (seenNames.has(f.name)) fail(`files[${i}].name`, `file ${f.name} is listed twice`);
     seenNames.add(f.name);
-    const { re, scope } = compileName(f.name, (m) => fail(`files[${i}].name`, m));
-    if (scope === 'model' && !data.models.some((m) => m.code && fileFits(data, f, m))) fail(`files[${i}].name`, '{code} is used but no model that asks for it has a code');
+    const { re, scope, codeName } = compileName(f.name, (m) => fail(`files[${i}].name`, m));
+    if (/\{code\}/.test(f.name) && !data.models.some((m) => m.code && fileFits(data, f, m))) fail(`files[${i}].name`, '{code} is used but no model that asks for it has a code');
+    if (codeName !== undefined && !data.models.some((m) => m.codes?.[codeName])) fail(`files[${i}].name`, `{code:${codeName}} is used but no model has a code "${codeName}"`);
     if (!data.models.some((m) => fileFits(data, f, m))) fail(`files[${i}].families`, 'no model asks for this file', 'a family some model belongs to');
     if (f.secrets && scope !== 'device') fail(`files[${i}].secrets`, 'a file without a MAC in its name is served to anyone and cannot hold secrets');
-    vendor.compiledFiles.push({ spec: f, vendor, re, scope });
+    vendor.compiledFiles.push({ spec: f, vendor, re, scope, codeName });
   }));
   (data.refused ?? []).forEach((r, i) => p.check(() => {
     if (!r.why) fail(`refused[${i}].why`, 'missing', 'why aps does not answer this file');
     if (seenNames.has(r.name)) fail(`refused[${i}].name`, `file ${r.name} is both served and refused`);
     vendor.refusedRes.push({ spec: r, re: compileName(r.name, (m) => fail(`refused[${i}].name`, m)).re });
   }));
-  (data.unsupported ?? []).forEach((k, i) => p.check(() => {
-    if (!(k in OPTIONAL_KEYS)) fail(`unsupported[${i}]`, `"${k}" is not a template key that may be left out`, Object.keys(OPTIONAL_KEYS).join(', '));
-  }));
+  // unsupported: a key of OPTIONAL_KEYS, any "<section>.<key>" template setting, or a whole section
+  const checkUnsupported = (list: unknown, key: string) => {
+    if (list === undefined) return;
+    if (!Array.isArray(list)) return p.check(() => fail(key, 'not a list', 'a list of "<section>.<key>" template settings'));
+    (list as unknown[]).forEach((n, i) => p.check(() => {
+      if (typeof n === 'string' && n in OPTIONAL_KEYS) return;
+      const [section, k] = String(n).split('.', 2);
+      // a key must be one the template has (a typo would silently never warn)
+      const known = k === undefined || Object.prototype.hasOwnProperty.call((TEMPLATE_DEFAULTS as unknown as Record<string, Record<string, unknown>>)[section] ?? {}, k.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase()));
+      if (typeof n !== 'string' || !(TEMPLATE_SECTIONS as readonly string[]).includes(section) || section === 'template' || !known) {
+        fail(`${key}[${i}]`, `"${String(n)}" is not a template key that may be left out`, `a template section (paging), "<section>.<key>" (phone.tone_country) or one of ${Object.keys(OPTIONAL_KEYS).join(', ')}`);
+      }
+    }));
+  };
+  checkUnsupported(data.unsupported, 'unsupported');
+  data.models.forEach((m, i) => checkUnsupported(m.unsupported, `models[${i}].unsupported`));
   for (const [mapName, keys] of Object.entries(REQUIRED_MAPS)) {
     const map = data.maps?.[mapName];
     if (!map) {
@@ -427,11 +461,15 @@ export function loadVendor(dir: string): Vendor {
       if (keys) for (const k of keys) if (map[k] === undefined) p.check(() => fail(`families.${fid}.maps.${mapName}.${k}`, 'missing', 'the vendor value for it'));
       if (mapName === 'keyType') checkKeyMap(`families.${fid}.maps.keyType`, map);
     }
-    (fam.unsupported ?? []).forEach((k, i) => p.check(() => {
-      if (!(k in OPTIONAL_KEYS)) fail(`families.${fid}.unsupported[${i}]`, `"${k}" is not a template key that may be left out`, Object.keys(OPTIONAL_KEYS).join(', '));
-    }));
+    checkUnsupported(fam.unsupported, `families.${fid}.unsupported`);
     checkWidth(`families.${fid}.lineIdWidth`, fam.lineIdWidth);
   }
+  (data.firmwareVariants ?? []).forEach((fv, i) => p.check(() => {
+    if (!/^[a-z][A-Za-z0-9]*$/.test(fv.flag ?? '')) fail(`firmwareVariants[${i}].flag`, `"${fv.flag}" is not a flag name`, 'a name like legacySipServer');
+    if (!/^\d+(?:\.\d+)*$/.test(fv.below ?? '')) fail(`firmwareVariants[${i}].below`, `"${fv.below}" is not a version`, 'numbers and dots, e.g. 71');
+    if (fv.part !== undefined && (!Number.isInteger(fv.part) || fv.part < 0 || fv.part > 5)) fail(`firmwareVariants[${i}].part`, `${fv.part} is not a version part`, '0 to 5');
+    if (!fv.source) fail(`firmwareVariants[${i}].source`, 'every fact needs a source', 'where the difference is documented');
+  }));
   checkParams(data, fail, (f) => p.check(f));
   if (!data.resync?.event) p.check(() => fail('resync.event', 'missing', 'the SIP NOTIFY event, e.g. check-sync'));
   if (p.list.length) throw new VendorDataError(p.list);
@@ -482,10 +520,14 @@ function compileRe(src: string, fail: (m: string) => never): RegExp {
   }
 }
 
-function compileName(name: string, fail: (m: string) => never): { re: RegExp; scope: 'common' | 'model' | 'device' } {
-  if (!/^[A-Za-z0-9._{}-]+$/.test(name)) fail(`"${name}" is not a plain file name pattern`);
+/** What a model code may hold: the characters of a file name, no path. */
+const CODE_RE = /^[A-Za-z0-9._-]+$/;
+
+function compileName(name: string, fail: (m: string) => never): { re: RegExp; scope: 'common' | 'model' | 'device'; codeName?: string } {
+  if (!/^[A-Za-z0-9._{}:-]+$/.test(name)) fail(`"${name}" is not a plain file name pattern`);
   let scope: 'common' | 'model' | 'device' = 'common';
-  const parts = name.split(/(\{[A-Za-z]+\})/);
+  let codeName: string | undefined;
+  const parts = name.split(/(\{[A-Za-z]+(?::[a-z][a-z0-9]*)?\})/);
   const src = parts
     .map((p) => {
       if (p === '{mac}' || p === '{MAC}') {
@@ -496,11 +538,18 @@ function compileName(name: string, fail: (m: string) => never): { re: RegExp; sc
         if (scope === 'common') scope = 'model';
         return '(?<code>[A-Za-z0-9-]+)';
       }
-      if (/^\{.*\}$/.test(p)) fail(`unknown placeholder ${p}`);
+      const named = /^\{code:([a-z][a-z0-9]*)\}$/.exec(p);
+      if (named) {
+        if (codeName !== undefined) fail('only one {code:<name>} placeholder per file name');
+        codeName = named[1];
+        if (scope === 'common') scope = 'model';
+        return '(?<named>[A-Za-z0-9._-]+?)';
+      }
+      if (/[{}:]/.test(p)) fail(`unknown placeholder ${p}`);
       return p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     })
     .join('');
-  return { re: new RegExp(`^${src}$`), scope };
+  return { re: new RegExp(`^${src}$`), scope, codeName };
 }
 
 /** The family a model belongs to, if any. */
@@ -520,9 +569,21 @@ export function templateFor(vendor: VendorData, spec: VendorFile, model: VendorM
 }
 
 /** The request name for a vendor file, given the device MAC and model code. */
-export function fileNameFor(spec: VendorFile, mac?: Mac, code?: string): string {
+export function fileNameFor(spec: VendorFile, mac?: Mac, code?: string, codes?: Record<string, string>): string {
   return spec.name
     .replace('{mac}', mac ?? '')
     .replace('{MAC}', (mac ?? '').toUpperCase())
-    .replace('{code}', code ?? '');
+    .replace('{code}', code ?? '')
+    .replace(/\{code:([a-z][a-z0-9]*)\}/, (_, n: string) => codes?.[n] ?? '');
+}
+
+/**
+ * The request name of a vendor file for this model, or undefined when the model has no such
+ * file (the name needs a model code, or a named code, the model does not have).
+ */
+export function fileNameForModel(spec: VendorFile, mac: Mac | undefined, model: VendorModel): string | undefined {
+  if (spec.name.includes('{code}') && !model.code) return undefined;
+  const named = /\{code:([a-z][a-z0-9]*)\}/.exec(spec.name);
+  if (named && !model.codes?.[named[1]]) return undefined;
+  return fileNameFor(spec, mac, model.code, model.codes);
 }

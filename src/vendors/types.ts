@@ -9,10 +9,21 @@ export interface VendorModel {
   aliases?: string[];
   /** a model code used in file names, as {code} in a file name pattern (e.g. y{code}.cfg) */
   code?: string;
+  /**
+   * named model codes, as {code:<name>} in a file name pattern: for a vendor whose models ask for
+   * more than one per-model file (a settings file and a firmware descriptor), or whose model
+   * families ask for differently named files. A model without the named code has no such file.
+   * Letters, digits, '.', '_' and '-' (e.g. "f0X4hw1.100"). The view has them as model.codes.<name>.
+   */
+  codes?: Record<string, string>;
   lines: number;
   keys: number;
   /** expansion modules this model takes, by id */
   expansion?: string[];
+  /** template settings this model has no parameter for, as in VendorData.unsupported */
+  unsupported?: string[];
+  /** line/function keys shown per page, where the vendor numbers keys per page: keys get page and pageIndex */
+  keysPerPage?: number;
   /** which of the vendor's parameter tables (`params`) this model uses; default "default" */
   params?: string;
   /** a DECT base: how many handsets it takes. On a base, line N is handset N (lines ≤ handsets). */
@@ -105,6 +116,8 @@ export interface DhcpAnswer {
   /** url = the provisioning URL; host = the server host; ip = the server's IP; sub = vendor sub-options (43) */
   value: 'url' | 'host' | 'ip' | 'sub';
   suboption?: number;
+  /** text appended to the URL of a 'url' answer, e.g. a file name with a macro the phone expands itself ($mac.cfg) */
+  append?: string;
 }
 
 export interface VendorData {
@@ -123,6 +136,13 @@ export interface VendorData {
    * cidSource, dst, scheme (tftp/http/https), timeZone (by IANA name), utcOffset (by +H[:MM])
    */
   maps: Record<string, Record<string, string>>;
+  /**
+   * Where older firmware reads other parameter names: each variant sets `firmwareVariant.<flag>`
+   * in the view for a version below `below`, compared number by number from the version's part
+   * `part` (0-based: a version 66.86.0.15 whose first number names the hardware family compares from part 1). The
+   * version is the template's firmware_version, else the one the phone reported.
+   */
+  firmwareVariants?: { flag: string; below: string; part?: number; source: string }[];
   /** named parameter tables (see ParamRange); a model picks one by `params`, else "default" */
   params?: Record<string, ParamTable>;
   resync: { event: string; rebootEvent?: string };
@@ -141,7 +161,12 @@ export interface VendorData {
    * should get), each with the reason; the name pattern takes the placeholders of files[].name.
    */
   refused?: RefusedFile[];
-  /** template keys ("section.key" of OPTIONAL_KEYS) the vendor has no setting for: left out with a warning */
+  /**
+   * template keys the vendor has no setting for, left out with the render warning
+   * `has no "<key>" key: left out`: a key of OPTIONAL_KEYS (with its own "is set" rule), any other
+   * "<section>.<key>" as in the ini file (phone.tone_country; phone.tones for the tone_* keys: set
+   * when it differs from the built-in default), or a whole "<section>" (progkeys, paging)
+   */
   unsupported?: string[];
   /** facts with sources: key -> source tag; and facts not confirmed */
   sources?: Record<string, string>;

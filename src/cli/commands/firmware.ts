@@ -2,7 +2,8 @@
 import { ApsError } from '../../errors.js';
 import { macColon } from '../../mac.js';
 import { addImage, removeImage, usersOf } from '../../firmware/catalogue.js';
-import { compareVersions, wantedVersion } from '../../firmware/select.js';
+import { wantedVersion } from '../../firmware/select.js';
+import { compareVersions } from '../../render/view.js';
 import { abortRollout, allowedFailures, pauseRollout, resumeRollout, rollbackRollout, startRollout, upgradeLimitMs } from '../../firmware/rollout.js';
 import { FirmwareStore, type RolloutRow } from '../../store/firmware.js';
 import { openStore, out, usage, type CliCommand, type Ctx } from '../context.js';
