@@ -96,18 +96,18 @@ test('firmware add copies the image atomically, list shows templates and phones,
     assert.is(ctl(configDir, 'device', 'add', '805ec0000101', '--tenant', 'acme', '--template', 'fw').status, 0);
     r = ctl(configDir, 'firmware', 'list');
     assert.is(r.status, 0, r.stderr);
-    assert.match(r.stdout, /T46S-66\.86\.0\.15\.rom\s+yealink\s+T46S,T46U\s+66\.86\.0\.15\s+50000\s+[0-9a-f]{16}\s+fw,yealink-full\s+0/);
+    assert.match(r.stdout, /T46S-66\.86\.0\.15\.rom\s+yealink\s+T46S,T46U\s+66\.86\.0\.15\s+50000\s+[0-9a-f]{16}\s+fw,yealink-child,yealink-full,yealink-v70\s+0/);
     assert.match(r.stdout, /T48S-66\.86\.0\.20\.rom\s+yealink\s+T48S\s+66\.86\.0\.20\s+1000\s+[0-9a-f]{16}\s+-\s+0/);
 
     r = ctl(configDir, 'firmware', 'remove', `T46S-${OLD}.rom`);
     assert.is(r.status, 1);
-    assert.match(r.stderr, /firmware T46S-66\.86\.0\.15\.rom \(version 66\.86\.0\.15\) is in use by templates fw, yealink-full/);
+    assert.match(r.stderr, /firmware T46S-66\.86\.0\.15\.rom \(version 66\.86\.0\.15\) is in use by templates fw, yealink-child, yealink-full, yealink-v70/);
     // a version whose image is for other models: config check names the file and line
     fs.writeFileSync(path.join(configDir, 'templates.d/fw.ini'), TEMPLATE(NEW));
     r = ctl(configDir, 'config', 'check');
     assert.is(r.status, 1);
     assert.match(r.stdout, /error: .*templates\.d\/fw\.ini:5: \[template\] firmware: firmware version 66\.86\.0\.20 has no image for model T46S \(T48S-66\.86\.0\.20\.rom: T48S\)/);
-    // the fixture's yealink-full names the old file by its name: still in use
+    // the fixture's yealink templates name the old file by its name: still in use
     assert.is(ctl(configDir, 'firmware', 'remove', `T46S-${OLD}.rom`).status, 1);
     fs.writeFileSync(path.join(configDir, 'templates.d/fw.ini'), TEMPLATE(OLD));
     r = ctl(configDir, 'firmware', 'remove', 'T48S-66.86.0.20.rom');
