@@ -142,6 +142,11 @@ function tftpbench(bin: string, args: string[], secs = 120) {
 
 async function main() {
   if (!fs.existsSync(APSD)) throw new Error('build first: npm run build');
+  if (process.argv.includes('storm')) {
+    // npm run bench -- storm [--full]: the boot storm end to end, against apsd and the hand-built stack
+    const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'scripts/bench-storm.ts'), ...process.argv.slice(2).filter((a) => a !== 'storm')], { cwd: ROOT, stdio: 'inherit' });
+    process.exit(r.status ?? 1);
+  }
   const haveBench = fs.existsSync(path.join(BENCH, 'tftpbench.c'));
   log(`aps benchmark — ${new Date().toISOString()} — ${os.cpus().length} CPUs, node ${process.version}${QUICK ? ' (quick)' : ''}`);
   if (!haveBench) log(`(no load generators at ${BENCH}: set APS_BENCH_DIR to the bench folder with tftpbench.c and wrk/paths.lua)`);
