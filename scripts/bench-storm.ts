@@ -229,7 +229,8 @@ async function runClient(planFile: string): Promise<void> {
         if (block !== (expect & 0xffff)) { s.send(ack, tid, host); return; } // a duplicate: ACK again
         chunks.push(Buffer.from(m.subarray(4)));
         expect++;
-        if (m.length - 4 < blksize) { s.send(ack, tid, host); return finish(); }
+        // the last ACK leaves before the socket closes, or the server would send the last block again
+        if (m.length - 4 < blksize) { clearTimeout(timer); s.send(ack, tid, host, () => finish()); return; }
         send(ack, tid);
       });
       s.bind({ address: ip, port: 0 }, () => send(last, port));
