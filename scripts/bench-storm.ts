@@ -631,7 +631,8 @@ async function runAps(link: Link, site: Site, tools: Tools) {
   const daemon = path.join(ROOT, 'dist/src/daemon.js');
   const ini = path.join(site.cfg, 'aps.ini');
   fs.writeFileSync(ini, fs.readFileSync(ini, 'utf8').replace('@IFACE@', link.ifname('host')));
-  const apsd: NsProcess = link.spawn('host', 'sh', ['-c', `ulimit -n $(ulimit -Hn) && exec "${process.execPath}" "${daemon}" --config "${site.cfg}" --http-listen ${SERVER_IP}:${HTTP_PORT} --tftp-listen ${SERVER_IP}:69`], { env: { ...process.env, JOURNAL_STREAM: '' } });
+  const prof = process.env.APS_STORM_PROF ? `--cpu-prof --cpu-prof-dir "${path.resolve(process.env.APS_STORM_PROF)}"` : '';
+  const apsd: NsProcess = link.spawn('host', 'sh', ['-c', `ulimit -n $(ulimit -Hn) && exec "${process.execPath}" ${prof} "${daemon}" --config "${site.cfg}" --http-listen ${SERVER_IP}:${HTTP_PORT} --tftp-listen ${SERVER_IP}:69`], { env: { ...process.env, JOURNAL_STREAM: '' } });
   try {
     await apsd.waitFor(/apsd ready[^\n]*dhcp_server=/, 30_000);
     const fig = await storm(link, site, 'aps', () => [apsd.pid]);
@@ -642,7 +643,8 @@ async function runAps(link: Link, site: Site, tools: Tools) {
     const pathsFile = link.file('secret-paths.txt', httpPaths.join('\n') + '\n');
     const w = await wrk(link, `http://${SERVER_IP}:${HTTP_PORT}`, pathsFile, [`auth=digest`, `user=${USER}`, `pass=${PASS}`, 'close=1']);
     const t = await tftpbench(link, tools.tftpbench, `${SERVER_IP}:69`, tools.tftpNames, tools.tftpDir);
-    return { storm: fig, fetches, observations: obs, wrk: w, tftp: t, pathsFile };
+    const size = Math.round(httpPaths.slice(0, 100).reduce((a, p) => a + site.expect.get(`${p.slice(p.lastIndexOf('/') + 1).replace(/(-phone)?\.cfg$/, '')}/${p.slice(p.lastIndexOf('/') + 1)}`)!.length, 0) / Math.min(100, httpPaths.length));
+    return { storm: fig, fetches, observations: obs, wrk: w, tftp: t, pathsFile, bodySize: size };
   } finally {
     await apsd.stop(5000);
   }
@@ -693,6 +695,18 @@ http {
     return { storm: fig, wrk: w, nginxVersion: spawnSync('nginx', ['-v'], { encoding: 'utf8' }).stderr.trim() };
   } finally {
     await stopAll();
+  }
+}
+
+/** The ceiling of one Node process here: node:http answering a fixed body of the configs' size, no auth, no lookup. */
+async function runNodeCeiling(link: Link, pathsFile: string, size: number) {
+  const code = `const b=Buffer.alloc(${size},120);require('node:http').createServer((q,s)=>{s.setHeader('Content-Type','text/plain');s.end(b)}).listen(${HTTP_PORT + 1},'${SERVER_IP}',()=>console.log('listening'))`;
+  const srv = link.spawn('host', 'sh', ['-c', `ulimit -n $(ulimit -Hn) && exec "${process.execPath}" -e "${code}"`]);
+  try {
+    await srv.waitFor(/listening/, 10_000);
+    return await wrk(link, `http://${SERVER_IP}:${HTTP_PORT + 1}`, pathsFile, ['close=1']);
+  } finally {
+    await srv.stop(2000);
   }
 }
 
@@ -764,6 +778,7 @@ async function main(): Promise<number> {
     const hand = await runHandBuilt(link, site, tools, aps.pathsFile);
     log(`hand-built storm done`);
     const nul = await runNull(link, tools);
+    const ceiling = await runNodeCeiling(link, aps.pathsFile, aps.bodySize);
 
     const rows: [string, string, string][] = [];
     const A = aps.storm;
@@ -780,6 +795,7 @@ async function main(): Promise<number> {
     row('server CPU s (% of one core) during the storm', `${f1(A.server.cpuS)} (${f0(A.server.cpuPct)}%)`, `${f1(H.server.cpuS)} (${f0(H.server.cpuPct)}%)`);
     row('server peak resident memory (MB)', f1(A.server.peakMb), f1(H.server.peakMb));
     row('HTTP secret file, c200, close: req/s (p99 ms)', `${f0(aps.wrk.rps)} digest (${f1(aps.wrk.p99)})`, `${f0(hand.wrk.rps)} Basic (${f1(hand.wrk.p99)})`);
+    row('  the same, node:http fixed body, no auth (one Node process\'s ceiling)', `${f0(ceiling.rps)} (${f1(ceiling.p99)})`, '');
     row('TFTP per-MAC file c200 b1428: transfers/s', `${f0(aps.tftp.tps)} (${aps.tftp.fail} failed)`, `null server ${f0(nul.tps)} (${nul.fail} failed)`);
     const w = (s: string, n: number) => s.padEnd(n);
     const widths = [0, 1, 2].map((c) => Math.max(...rows.map((r) => r[c]!.length), ['', 'aps', 'dnsmasq + tftpd-hpa + nginx'][c]!.length));
@@ -795,7 +811,7 @@ async function main(): Promise<number> {
     const outDir = path.join(ROOT, 'bench-out');
     fs.mkdirSync(outDir, { recursive: true });
     const file = path.join(outDir, `storm-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-    fs.writeFileSync(file, JSON.stringify({ phones: PHONES, rampMs: RAMP_MS, cpus: os.cpus().length, aps, hand, nullServer: nul, httpRatio, tftpRatio }, null, 2));
+    fs.writeFileSync(file, JSON.stringify({ phones: PHONES, rampMs: RAMP_MS, cpus: os.cpus().length, loadAverage: os.loadavg(), aps, hand, nullServer: nul, nodeCeiling: ceiling, httpRatio, tftpRatio }, null, 2));
     log(`raw figures: ${path.relative(ROOT, file)}`);
     const ok = A.failed === 0 && A.wrongBytes === 0 && H.wrongBytes === 0;
     return ok ? 0 : 1;
