@@ -656,6 +656,7 @@ async function runAps(link: Link, site: Site, tools: Tools) {
     const fig = await storm(link, site, 'aps', () => [apsd.pid]);
     await new Promise((r) => setTimeout(r, 1500)); // observations are flushed every 250 ms
     const obs = observationCheck(site.state, site, fig.okPhones);
+    if (process.env.APS_STORM_PROF) return { storm: fig, observations: obs, wrk: null, tftp: null, pathsFile: '', bodySize: 0 }; // a profile of the storm alone
     // the same rates as the hand-built stack's, on the same link: HTTP digest + close, TFTP
     const httpPaths = site.phones.filter((_, i) => mixOf(i).tenant === 'http').map((p) => `/provisioning/${p.files[p.refetch]}`);
     const pathsFile = link.file('secret-paths.txt', httpPaths.join('\n') + '\n');
@@ -793,6 +794,11 @@ async function main(): Promise<number> {
     log(`link ${link.ifname('host')} ⇄ ${link.ifname('peer')} ready`);
     const aps = await runAps(link, site, tools);
     log(`aps storm done`);
+    if (!aps.wrk || !aps.tftp) {
+      log(`APS_STORM_PROF: the CPU profile of apsd during the storm alone is in ${process.env.APS_STORM_PROF}; stopped before the hand-built stack`);
+      return 0;
+    }
+    const apsRates = { wrk: aps.wrk, tftp: aps.tftp };
     const hand = await runHandBuilt(link, site, tools, aps.pathsFile);
     log(`hand-built storm done`);
     const nul = await runNull(link, tools);
@@ -812,17 +818,17 @@ async function main(): Promise<number> {
     row('files not byte for byte apsctl render', String(A.wrongBytes), String(H.wrongBytes));
     row('server CPU s (% of one core) during the storm', `${f1(A.server.cpuS)} (${f0(A.server.cpuPct)}%)`, `${f1(H.server.cpuS)} (${f0(H.server.cpuPct)}%)`);
     row('server peak resident memory (MB)', f1(A.server.peakMb), f1(H.server.peakMb));
-    row('HTTP secret file, c200, close: req/s (p99 ms)', `${f0(aps.wrk.rps)} digest (${f1(aps.wrk.p99)})`, `${f0(hand.wrk.rps)} Basic (${f1(hand.wrk.p99)})`);
+    row('HTTP secret file, c200, close: req/s (p99 ms)', `${f0(apsRates.wrk.rps)} digest (${f1(apsRates.wrk.p99)})`, `${f0(hand.wrk.rps)} Basic (${f1(hand.wrk.p99)})`);
     row('  the same, node:http fixed body, no auth (one Node process\'s ceiling)', `${f0(ceiling.rps)} (${f1(ceiling.p99)})`, '');
-    row('TFTP per-MAC file c200 b1428: transfers/s', `${f0(aps.tftp.tps)} (${aps.tftp.fail} failed)`, `null server ${f0(nul.tps)} (${nul.fail} failed)`);
+    row('TFTP per-MAC file c200 b1428: transfers/s', `${f0(apsRates.tftp.tps)} (${apsRates.tftp.fail} failed)`, `null server ${f0(nul.tps)} (${nul.fail} failed)`);
     const w = (s: string, n: number) => s.padEnd(n);
     const widths = [0, 1, 2].map((c) => Math.max(...rows.map((r) => r[c]!.length), ['', 'aps', 'dnsmasq + tftpd-hpa + nginx'][c]!.length));
     process.stdout.write(`\n${w('', widths[0]!)} | ${w('aps', widths[1]!)} | dnsmasq + tftpd-hpa + nginx\n`);
     for (const r of rows) process.stdout.write(`${w(r[0], widths[0]!)} | ${w(r[1], widths[1]!)} | ${r[2]}\n`);
     for (const [name, s] of [['aps', A], ['hand-built', H]] as const) if (s.failed) log(`${name} failures: ${JSON.stringify(s.errors)}`);
-    const httpRatio = aps.wrk.rps / hand.wrk.rps;
-    const tftpRatio = aps.tftp.tps / nul.tps;
-    log(`HTTP digest+close / nginx Basic+close = ${httpRatio.toFixed(2)}× (target ≥ 1.5×: ${httpRatio >= 1.5 ? 'met' : 'NOT met'}); wrk non-2xx aps ${aps.wrk.non2xx} (first 401 per thread), nginx ${hand.wrk.non2xx}; socket errors aps ${aps.wrk.errors}, nginx ${hand.wrk.errors}`);
+    const httpRatio = apsRates.wrk.rps / hand.wrk.rps;
+    const tftpRatio = apsRates.tftp.tps / nul.tps;
+    log(`HTTP digest+close / nginx Basic+close = ${httpRatio.toFixed(2)}× (target ≥ 1.5×: ${httpRatio >= 1.5 ? 'met' : 'NOT met'}); wrk non-2xx aps ${apsRates.wrk.non2xx} (first 401 per thread), nginx ${hand.wrk.non2xx}; socket errors aps ${apsRates.wrk.errors}, nginx ${hand.wrk.errors}`);
     log(`TFTP aps / null server = ${(tftpRatio * 100).toFixed(0)}% (target ≥ 50%: ${tftpRatio >= 0.5 ? 'met' : 'NOT met'})`);
     const o = aps.observations;
     log(`observations: ${'todo' in o ? o.todo : `${o.found} of the ${o.expected} answered fetches that name a MAC are in the store${o.phonesShort ? `; ${o.phonesShort} phones LACK some` : ': none lost'}`}`);
