@@ -7,7 +7,7 @@
  * dnsmasq` prints, tftpd-hpa and nginx (Basic auth on the files with secrets) serving the files
  * apsd renders.
  *
- *   npm run build && npm run bench -- storm            1,000 phones (quick)
+ *   npm run bench -- storm                             1,000 phones (quick; builds dist/ first)
  *   npm run bench -- storm --full                      10,000 phones
  *   APS_STORM_PHONES=N npm run bench -- storm          any N up to 12,000
  *
