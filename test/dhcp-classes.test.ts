@@ -411,6 +411,24 @@ const CLIENTS: Client[] = [
     },
   },
   {
+    what: 'a Grandstream phone (MAC 00:0b:82:…, no vendor class) option 66 = the provisioning URL',
+    mac: '00:0b:82:12:34:56',
+    check(env) {
+      leased(env);
+      assert.is(env.get('new_tftp_server_name'), SITE.url);
+      only(env, ['new_tftp_server_name']);
+    },
+  },
+  {
+    what: 'an Htek phone (MAC 00:1f:c1:…, no vendor class) option 66 = the provisioning URL',
+    mac: '00:1f:c1:12:34:56',
+    check(env) {
+      leased(env);
+      assert.is(env.get('new_tftp_server_name'), SITE.url);
+      only(env, ['new_tftp_server_name']);
+    },
+  },
+  {
     what: 'the every-answer fixture vendor (suffix class "Desk9-fixphone") options 43 (sub-options 66, 67), 66 = host, 114, 160 and 200',
     mac: '02:00:00:00:20:00',
     vendorClass: 'Desk9-fixphone',

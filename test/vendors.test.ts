@@ -142,6 +142,33 @@ for (const v of fx.registry.list()) {
     }
   });
 
+  test(`${v.name}: a template that extends the full one renders its own keys over the parent's, as its golden file says`, () => {
+    const mac = fixtureMac(v);
+    const device = fx.store.device(mac)!;
+    const model = fx.registry.model(v.id, device.model)!;
+    const child = fx.config.templates.get(`${v.id}-child`);
+    assert.ok(child, `test/fixtures/config/templates.d/${v.id}-child.ini is missing`);
+    assert.is(child!.extends, `${v.id}-full`);
+    assert.equal([child!.server.expires, child!.network.vlanId, child!.vendor, child!.model], [900, 30, v.id, model.id], 'the child keeps vendor and model of its parent');
+    const asChild = { ...device, template: child!.name, rev: device.rev + 1000 };
+    let differs = false;
+    for (const cf of v.compiledFiles.filter((c) => c.scope === 'device' && fileFits(v, c.spec, model))) {
+      const name = fileNameForModel(cf.spec, mac, model);
+      if (name === undefined) continue;
+      const m = fx.registry.matchFile(name).find((x) => x.file.spec === cf.spec)!;
+      const r = fx.renderer.render(m, asChild);
+      const golden = path.join(GOLDEN_DIR, v.id, 'inherited', name);
+      if (UPDATE || !fs.existsSync(golden)) {
+        fs.mkdirSync(path.dirname(golden), { recursive: true });
+        fs.writeFileSync(golden, r.body);
+        if (!UPDATE) assert.unreachable(`golden file ${golden} was missing and has been written: check it and commit it`);
+      }
+      assert.fixture(r.body.toString('utf8'), fs.readFileSync(golden, 'utf8'), `${v.id}/inherited/${name}`);
+      if (!r.body.equals(fx.renderer.render(m, device).body)) differs = true;
+    }
+    assert.ok(differs, 'the child\'s own keys (vlan_id, periodic_check, expires, key2) reach the phone');
+  });
+
   test(`${v.name}: the secrets of the fixture appear only in files flagged as holding secrets`, () => {
     const mac = fixtureMac(v);
     const device = fx.store.device(mac)!;

@@ -86,6 +86,8 @@ export interface Template {
   lines?: { vendor: number; model: number };
   /** the template it extends ('' = none), and where each effective key comes from (`[section]key` → file:line) */
   extends: string;
+  /** the firmware version the files are written for ('' = the version the phone reports, else the newest) */
+  firmwareVersion: string;
   sources?: Map<string, { file: string; line: number }>;
   vendor: string;
   model: string;
@@ -139,6 +141,8 @@ export function readTemplate(ini: IniFile): Template {
     t.fail('firmware', `"${firmware}" is not a plain file name`, 'a file name inside firmware_dir, e.g. T46S-66.86.0.15.rom');
   }
   const parent = t.str('extends', '');
+  const firmwareVersion = t.str('firmware_version', '');
+  if (firmwareVersion && !/^\d+(?:\.\d+)*$/.test(firmwareVersion)) t.fail('firmware_version', `"${firmwareVersion}" is not a version`, 'numbers and dots as the phone reports them, e.g. 66.86.0.15');
   t.done();
 
   const g = new SectionReader(ini, 'general');
@@ -288,7 +292,7 @@ export function readTemplate(ini: IniFile): Template {
   l.done();
 
   return {
-    name, file: ini.file, extends: parent, sources: (ini as { sources?: Map<string, { file: string; line: number }> }).sources, lines: { vendor: ini.lineOf('template', 'vendor') || ini.lineOf('template'), model: ini.lineOf('template', 'model') || ini.lineOf('template') }, vendor, model, tenant, firmware, general, server, network, datetime, phone,
+    name, file: ini.file, extends: parent, firmwareVersion, sources: (ini as { sources?: Map<string, { file: string; line: number }> }).sources, lines: { vendor: ini.lineOf('template', 'vendor') || ini.lineOf('template'), model: ini.lineOf('template', 'model') || ini.lineOf('template') }, vendor, model, tenant, firmware, general, server, network, datetime, phone,
     dsskeys: { keys, expansionModule, expansionCount, moduleKeys }, progkeys, security, paging, services, ldap,
   };
 }

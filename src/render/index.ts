@@ -66,7 +66,9 @@ export class Renderer {
   /** Renders a file for a known device, or a common/model file when device is undefined. */
   render(match: FileMatch, device?: DeviceRow): Rendered {
     const gen = this.deps.generation();
-    const key = `${device?.mac ?? '*'}|${match.file.vendor.id}|${match.file.spec.name}|${match.model?.id ?? ''}`;
+    // the firmware a phone reports selects parameter variants where its vendor has them
+    const fw = match.file.vendor.firmwareVariants?.length ? device?.firmware ?? '' : '';
+    const key = `${device?.mac ?? '*'}|${match.file.vendor.id}|${match.file.spec.name}|${match.model?.id ?? ''}|${fw}`;
     const hit = this.cache.get(key);
     // a tied base changes with its primary too (revisions only grow: the sum does whenever either does)
     const rev = device ? device.rev + (device.shares_with ? configSource(this.deps.store, device).rev : 0) : 0;

@@ -290,7 +290,13 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   const net = template.network;
   const stun = net.stunServer ? parseHostPort(net.stunServer) : null;
 
+  // the firmware the files are written for: pinned by the template, else what the phone reported
+  const fwVersion = template.firmwareVersion || device?.firmware || '';
+  const firmwareVariant: Dict = { version: fwVersion };
+  for (const fv of vendor.firmwareVariants ?? []) firmwareVariant[fv.flag] = fwVersion !== '' && compareVersions(fwVersion.split('.').slice(fv.part ?? 0).join('.'), fv.below) < 0;
+
   return {
+    firmwareVariant,
     vendor: { id: vendor.id, name: vendor.name },
     model: {
       id: model.id, code: model.code ?? '', codes: model.codes ?? {}, lines: model.lines, keys: model.keys, family: model.family ?? '',
@@ -511,6 +517,17 @@ function paramTable(vendor: Vendor, model: VendorModel): (list: ParamList, index
 /** Every range of a list of the model's table (or the default table). */
 function rangesOf(vendor: Vendor, model: VendorModel, list: ParamList): ParamRange[] {
   return vendor.params?.[model.params ?? 'default']?.[list] ?? vendor.params?.default?.[list] ?? [];
+}
+
+/** Compares dotted versions number by number (66.70 < 66.86; 70 < 71.0.1); a missing part counts as 0. */
+export function compareVersions(a: string, b: string): number {
+  const x = a.split('.').map(Number);
+  const y = b.split('.').map(Number);
+  for (let i = 0; i < Math.max(x.length, y.length); i++) {
+    const d = (x[i] || 0) - (y[i] || 0);
+    if (d) return d < 0 ? -1 : 1;
+  }
+  return 0;
 }
 
 /** A single port, or a deterministic port from a `low-high` range for this device and line. */

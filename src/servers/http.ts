@@ -11,7 +11,7 @@ import type { TLSSocket } from 'node:tls';
 import { parseMac, type Mac } from '../mac.js';
 import { ApsError, Refusals, describeError } from '../errors.js';
 import { formatHostPort, type HostPort } from '../config/fields.js';
-import type { Logger } from '../log.js';
+import { requestId, type Logger } from '../log.js';
 import type { Settings } from '../config/index.js';
 import type { DigestAuth } from '../provisioning/digest.js';
 import type { Guard } from '../provisioning/guard.js';
@@ -35,11 +35,6 @@ export interface HttpServerDeps extends ProviderDeps {
   api?: (req: http.IncomingMessage, res: http.ServerResponse, info: ApiRequestInfo) => void;
 }
 
-let reqCounter = 0;
-export function nextReqId(prefix: string): string {
-  reqCounter = (reqCounter + 1) % 0x7fffffff;
-  return prefix + reqCounter.toString(36);
-}
 
 export interface TlsFiles {
   cert: string;
@@ -125,7 +120,7 @@ export class HttpService {
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse, proto: 'http' | 'https'): void {
     const started = process.hrtime.bigint();
-    const reqId = nextReqId('h');
+    const reqId = requestId('h');
     const ip = normalizeIp(req.socket.remoteAddress);
     refresh(this.deps);
     if (this.deps.guard.banned(ip)) {

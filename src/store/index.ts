@@ -194,6 +194,11 @@ export class Store {
     this.credCache?.clear();
   }
 
+  /** Drops one device's cached row (its contact facts changed in a way that matters to rendering: the firmware it reports). */
+  forget(mac: Mac): void {
+    this.devCache?.delete(mac);
+  }
+
   close(): void {
     this.db.close();
   }

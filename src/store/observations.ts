@@ -71,7 +71,10 @@ export class Observations {
         if (!p || p.at <= r.at) last.set(r.mac, { ...r, ua_firmware: r.ua_firmware ?? p?.ua_firmware ?? null });
       }
       for (const r of last.values()) {
+        const before = this.store.device(r.mac)?.firmware ?? null;
         this.q.seen.run({ mac: r.mac, at: r.at, ip: r.ip, proto: r.proto, firmware: r.ua_firmware });
+        // a new firmware may select other parameter names (vendor firmwareVariants): the next render must see it
+        if (r.ua_firmware && r.ua_firmware !== before) this.store.forget(r.mac);
         this.q.trim.run(r.mac, r.mac, keep);
       }
     }, { keepCache: true });

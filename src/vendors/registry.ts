@@ -461,6 +461,12 @@ export function loadVendor(dir: string): Vendor {
     checkUnsupported(fam.unsupported, `families.${fid}.unsupported`);
     checkWidth(`families.${fid}.lineIdWidth`, fam.lineIdWidth);
   }
+  (data.firmwareVariants ?? []).forEach((fv, i) => p.check(() => {
+    if (!/^[a-z][A-Za-z0-9]*$/.test(fv.flag ?? '')) fail(`firmwareVariants[${i}].flag`, `"${fv.flag}" is not a flag name`, 'a name like legacySipServer');
+    if (!/^\d+(?:\.\d+)*$/.test(fv.below ?? '')) fail(`firmwareVariants[${i}].below`, `"${fv.below}" is not a version`, 'numbers and dots, e.g. 71');
+    if (fv.part !== undefined && (!Number.isInteger(fv.part) || fv.part < 0 || fv.part > 5)) fail(`firmwareVariants[${i}].part`, `${fv.part} is not a version part`, '0 to 5');
+    if (!fv.source) fail(`firmwareVariants[${i}].source`, 'every fact needs a source', 'where the difference is documented');
+  }));
   checkParams(data, fail, (f) => p.check(f));
   if (!data.resync?.event) p.check(() => fail('resync.event', 'missing', 'the SIP NOTIFY event, e.g. check-sync'));
   if (p.list.length) throw new VendorDataError(p.list);

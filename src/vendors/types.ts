@@ -136,6 +136,13 @@ export interface VendorData {
    * cidSource, dst, scheme (tftp/http/https), timeZone (by IANA name), utcOffset (by +H[:MM])
    */
   maps: Record<string, Record<string, string>>;
+  /**
+   * Where older firmware reads other parameter names: each variant sets `firmwareVariant.<flag>`
+   * in the view for a version below `below`, compared number by number from the version's part
+   * `part` (0-based: a version 66.86.0.15 whose first number names the hardware family compares from part 1). The
+   * version is the template's firmware_version, else the one the phone reported.
+   */
+  firmwareVariants?: { flag: string; below: string; part?: number; source: string }[];
   /** named parameter tables (see ParamRange); a model picks one by `params`, else "default" */
   params?: Record<string, ParamTable>;
   resync: { event: string; rebootEvent?: string };
