@@ -25,7 +25,8 @@ import type { Mac } from '../src/mac.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const APSD = path.join(ROOT, 'dist/src/daemon.js');
-const BENCH = path.resolve(process.env.APS_BENCH_DIR ?? path.join(ROOT, '../shared/bench'));
+// the team's wrk/paths.lua: beside the repository, or two levels up from a worktree
+const BENCH = path.resolve(process.env.APS_BENCH_DIR ?? [path.join(ROOT, '../shared/bench'), path.join(ROOT, '../../shared/bench')].find((d) => fs.existsSync(d)) ?? path.join(ROOT, '../shared/bench'));
 const QUICK = process.env.APS_BENCH_QUICK === '1';
 const SECS = QUICK ? 3 : 10;
 const DEVICES = 1000;

@@ -143,6 +143,14 @@ function tftpbench(bin: string, args: string[], secs = 120) {
 }
 
 async function main() {
+  if (process.argv.includes('storm')) {
+    // npm run bench -- storm [--full]: the boot storm end to end, against apsd and the hand-built
+    // stack; it runs the daemon as built, so it builds dist/ first (as npm test does)
+    const b = spawnSync(process.execPath, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], { cwd: ROOT, stdio: 'inherit' });
+    if (b.status !== 0) process.exit(1);
+    const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'scripts/bench-storm.ts'), ...process.argv.slice(2).filter((a) => a !== 'storm')], { cwd: ROOT, stdio: 'inherit' });
+    process.exit(r.status ?? 1);
+  }
   if (!fs.existsSync(APSD)) throw new Error('build first: npm run build');
   const haveBench = fs.existsSync(path.join(BENCH, 'tftpbench.c'));
   log(`aps benchmark — ${new Date().toISOString()} — ${os.cpus().length} CPUs, node ${process.version}${QUICK ? ' (quick)' : ''}`);

@@ -22,7 +22,7 @@ import { macColon, requireMac, type Mac } from '../mac.js';
 import { Renderer } from '../render/index.js';
 import { buildView } from '../render/view.js';
 import { Store, type DeviceRow } from '../store/index.js';
-import { VendorRegistry, fileNameForModel } from '../vendors/registry.js';
+import { VendorRegistry, fileFits, fileNameForModel } from '../vendors/registry.js';
 import { table } from './table.js';
 import { needDevice, openStore, out, usage, warnIfStale, type CliCommand, type Ctx } from './context.js';
 import fs from 'node:fs';
@@ -149,7 +149,7 @@ function deviceShow(ctx: Ctx, pos: string[]) {
   out(`mac:       ${macColon(d.mac)}\nvendor:    ${v?.name ?? d.vendor}\nmodel:     ${d.model}\ntenant:    ${d.tenant}\ntemplate:  ${d.template ?? '-'}\nstate:     ${j.stage}\nlabel:     ${d.label || '-'}\nsource:    ${d.source}\nfirmware:  ${d.firmware ?? '-'}\ncreated:   ${j.created}\nupdated:   ${j.updated}\nlast seen: ${j.seen ?? '-'}${d.last_ip ? ` from ${d.last_ip}${d.seen_proto ? ` (${d.seen_proto})` : ''}` : ''}\n`);
   if (v && m) {
     out('files:\n');
-    for (const f of v.compiledFiles) {
+    for (const f of v.compiledFiles.filter((c) => fileFits(v, c.spec, m))) {
       const name = fileNameForModel(f.spec, d.mac, m);
       if (name !== undefined) out(`  ${name.padEnd(28)} ${f.spec.secrets ? 'holds secrets: needs proof' : 'no secrets'}\n`);
     }
@@ -335,7 +335,7 @@ function render(ctx: Ctx, pos: string[]) {
   if (!v || !model) throw new ApsError('APS_ERR_VENDOR', `device ${d.mac} names vendor ${d.vendor} model ${d.model}, which the vendor data does not have`);
   const renderer = new Renderer({ registry: ctx.registry, store, config: () => ctx.config, generation: () => 1 });
   // the files of this model: one named by a code the model does not have is another model family's
-  const names = v.compiledFiles.flatMap((f) => {
+  const names = v.compiledFiles.filter((c) => fileFits(v, c.spec, model)).flatMap((f) => {
     const name = fileNameForModel(f.spec, d.mac, model);
     return name === undefined ? [] : [{ f, name }];
   });

@@ -1,7 +1,9 @@
 /**
  * HTTP authentication: Digest (RFC 7616, SHA-256 and MD5, qop=auth) and Basic.
- * Nonces are stateless (time + HMAC), expire after `nonceTtlMs`, and each (nonce, nc) pair is
- * accepted once, so a captured request cannot be replayed.
+ * Nonces are stateless (time + sequence number + HMAC), expire after `nonceTtlMs`, and each
+ * (nonce, nc) pair is accepted once, so a captured request cannot be replayed. Every challenge
+ * gets its own nonce: phones challenged in the same millisecond (a boot storm) would otherwise
+ * share one, all count from nc=1, and all but the first be refused as replays.
  */
 import crypto from 'node:crypto';
 
@@ -23,6 +25,7 @@ export class DigestAuth {
   private readonly seen = new Map<string, { exp: number; nc: Set<number> }>();
   private readonly ha1 = new Map<string, string>();
   private sweepAt = 0;
+  private seq = 0;
 
   constructor(
     private creds: Credentials | null,
@@ -43,9 +46,8 @@ export class DigestAuth {
   }
 
   nonce(now = Date.now()): string {
-    const ts = now.toString(36);
-    const mac = crypto.createHmac('sha256', this.key).update(ts).digest('base64url').slice(0, 22);
-    return `${ts}.${mac}`;
+    this.seq = (this.seq + 1) % 0x7fffffff;
+    return this.nonceFor(`${now.toString(36)}-${this.seq.toString(36)}`);
   }
 
   /** WWW-Authenticate header values: SHA-256 first, MD5 for older phones. */
