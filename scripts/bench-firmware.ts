@@ -74,7 +74,10 @@ async function startApsd(cfg: string): Promise<{ proc: ChildProcess; http: strin
   const p = spawn(process.execPath, [...prof, APSD, '--config', cfg, '--http-listen', '127.0.0.1:0', '--tftp-listen', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, JOURNAL_STREAM: '' } });
   let buf = '';
   const ready = await new Promise<string>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('apsd not ready in 30 s: ' + buf)), 30_000);
+    const t = setTimeout(() => {
+      p.kill('SIGKILL');
+      reject(new Error('apsd not ready in 30 s: ' + buf));
+    }, 30_000);
     p.stderr!.on('data', (d) => {
       buf += d;
       const m = /.*apsd ready.*/.exec(buf);
@@ -193,7 +196,13 @@ async function main() {
   if (!fs.existsSync(APSD)) throw new Error('build first: npm run build');
   const site = makeSite();
   const image = path.join(site.state, 'firmware/firmware-30m.bin');
-  const a = await startApsd(site.cfg);
+  let a: Awaited<ReturnType<typeof startApsd>>;
+  try {
+    a = await startApsd(site.cfg);
+  } catch (e) {
+    fs.rmSync(site.dir, { recursive: true, force: true });
+    throw e;
+  }
   const nginx = await startNginx(site.dir, image);
   const result: Record<string, unknown> = {};
   try {
