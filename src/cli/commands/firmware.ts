@@ -139,8 +139,10 @@ export const commands: CliCommand[] = [
     name: 'firmware rollout',
     usage: `firmware rollout start <version> --models M[,M…] [--vendor V] [--tenant T] --waves 5%,25%,100%
                    [--window 01:00-05:00] [--max-failed 2%] [--soak 30m] [--upgrade-limit 20m]
-  firmware rollout status [ID]       each wave and each phone
-  firmware rollout pause|resume|abort|rollback [ID]`,
+                          upgrade in waves that apsd moves on and that halt by themselves
+firmware rollout status [ID]
+                          each wave and each phone
+firmware rollout pause|resume|abort|rollback [ID]`,
     options: { waves: { type: 'string' }, window: { type: 'string' }, 'max-failed': { type: 'string' }, soak: { type: 'string' }, 'upgrade-limit': { type: 'string' } },
     run(ctx, pos, o) {
       const [sub, ...rest] = pos;
