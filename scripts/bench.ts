@@ -6,7 +6,9 @@
  *  2. TFTP transfers/s of the same per-MAC configs at concurrency 200, blksize 1428, proof by
  *     lease, every file checked byte for byte (tftpbench);
  *  3. a 30 MiB firmware file over TFTP with windowsize 8;
- *  4. a store of 100,000 devices: time from start to READY and resident memory.
+ *  4. a store of 100,000 devices: time from start to READY and resident memory;
+ *  5. scripts/bench-discovery.ts, bench-dhcp.ts (namespaces) and bench-firmware.ts (a 30 MiB
+ *     image over HTTP beside nginx; config requests/s while 200 firmware downloads run).
  *
  * The load generators are the team's yardstick in ../shared/bench (wrk/paths.lua and
  * tftpbench.c, built into a temp dir); APS_BENCH_DIR points elsewhere. Everything targets
@@ -28,7 +30,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const APSD = path.join(ROOT, 'dist/src/daemon.js');
 const BENCH = path.resolve(process.env.APS_BENCH_DIR ?? path.join(ROOT, '../shared/bench'));
 const QUICK = process.env.APS_BENCH_QUICK === '1';
-/** APS_BENCH_ONLY=http-close,http-ka,tftp,firmware,big runs only those parts */
+/** APS_BENCH_ONLY=http-close,http-ka,tftp,firmware,big,discovery,dhcp,firmware-http runs only those parts */
 const ONLY = process.env.APS_BENCH_ONLY?.split(',');
 const want = (part: string) => !ONLY || ONLY.includes(part);
 const N = 10_000;
@@ -155,6 +157,7 @@ async function main() {
   if (!haveBench) log(`(no load generators at ${BENCH}: set APS_BENCH_DIR to the bench folder with tftpbench.c and wrk/paths.lua)`);
 
   // --- 10,000 devices -------------------------------------------------------------------
+  if (['http-close', 'http-ka', 'tftp', 'firmware'].some(want)) {
   log(`\npreparing ${N} devices with one line each …`);
   const site = makeSite(N, true);
   const work = path.join(site.dir, 'work');
@@ -226,6 +229,7 @@ async function main() {
   }
   await a.stop();
   fs.rmSync(site.dir, { recursive: true, force: true });
+  }
 
   // --- 100,000 devices --------------------------------------------------------------------
   if (want('big')) {
@@ -241,7 +245,8 @@ async function main() {
   }
 
   // --- DHCP: passive capture and the built-in server (namespaces: needs root) ------------
-  for (const [part, script] of [['discovery', 'bench-discovery.ts'], ['dhcp', 'bench-dhcp.ts']] as const) {
+  // --- firmware over HTTP: a 30 MiB image beside nginx; config requests during 200 downloads ---
+  for (const [part, script] of [['discovery', 'bench-discovery.ts'], ['dhcp', 'bench-dhcp.ts'], ['firmware-http', 'bench-firmware.ts']] as const) {
     const file = path.join(ROOT, 'scripts', script);
     if (!want(part) || !fs.existsSync(file)) continue;
     log(`\n${part}: node --import tsx scripts/${script}`);

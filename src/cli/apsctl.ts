@@ -28,6 +28,8 @@ import { needDevice, openStore, out, usage, warnIfStale, type CliCommand, type C
 import fs from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { explain } from '../provisioning/explain.js';
+import { checkTemplateFirmware } from '../firmware/select.js';
+import { FirmwareStore } from '../store/firmware.js';
 import net from 'node:net';
 
 const USAGE = `usage: apsctl [--config DIR] [--vendors DIR] [--json] COMMAND ...
@@ -431,6 +433,9 @@ function configCheck(ctx: Ctx) {
     for (const x of w.warnings) problems.push(`${t.file}: ${x}`);
   }
   const store = ctx.store ?? tryStore(ctx);
+  // [template] firmware against the catalogue: an image not for the template's vendor and model is an error
+  const fwCheck = checkTemplateFirmware(ctx.config.templates.values(), store ? catalogueOf(store) : [], ctx.config.settings.server.firmwareDir);
+  problems.push(...fwCheck.warnings);
   if (store) {
     for (const d of store.devices()) {
       if (!ctx.config.tenants.has(d.tenant)) problems.push(`device ${macColon(d.mac)}: tenant ${d.tenant} no longer exists`);
@@ -443,12 +448,26 @@ function configCheck(ctx: Ctx) {
   const summary = {
     config: ctx.config.dir ?? '(built-in defaults)', valid: true,
     tenants: ctx.config.tenants.size, templates: ctx.config.templates.size, extensions: ctx.config.extensions.size,
-    vendors: ctx.registry.list().length, warnings: problems,
+    vendors: ctx.registry.list().length, warnings: problems, errors: fwCheck.errors,
   };
+  summary.valid = fwCheck.errors.length === 0;
   if (ctx.json) out(JSON.stringify(summary, null, 2) + '\n');
-  else {
+  else if (!summary.valid) {
+    for (const e of fwCheck.errors) out(`error: ${e}\n`);
+    for (const p of problems) out(`warning: ${p}\n`);
+  } else {
     out(`${summary.config}: valid (${summary.tenants} tenants, ${summary.templates} templates, ${summary.extensions} extensions, ${summary.vendors} vendors)\n`);
     for (const p of problems) out(`warning: ${p}\n`);
+  }
+  if (!summary.valid) throw new ApsError('APS_ERR_CONFIG', `${fwCheck.errors.length} template firmware setting${fwCheck.errors.length > 1 ? 's name' : ' names'} an image that is not for the template's model`, { expected: 'a version with an image for the model (apsctl firmware list)' });
+}
+
+/** The firmware catalogue, empty when the database predates it (opened read-only, not migrated). */
+function catalogueOf(store: Store) {
+  try {
+    return new FirmwareStore(store).images();
+  } catch {
+    return [];
   }
 }
 

@@ -18,6 +18,7 @@ import type { Guard } from '../provisioning/guard.js';
 import type { FetchLog } from '../inventory/fetches.js';
 import { normalizeIp } from '../net/address.js';
 import { provide, refresh, type ProviderDeps } from '../provisioning/provider.js';
+import { sendFile } from './http-file.js';
 
 export interface ApiRequestInfo {
   ip: string;
@@ -210,18 +211,15 @@ export class HttpService {
         this.send(res, Refusals.error.http, `${Refusals.error.message}\n`, method);
         return;
       case 'firmware': {
-        res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': out.size });
-        if (method === 'HEAD') {
-          res.end();
-          return;
-        }
-        const rs = fs.createReadStream(out.path);
-        rs.on('error', (e) => {
+        // streamed from disk, with Range and conditional GETs (src/servers/http-file.ts)
+        const a = sendFile(req, res, out.path, method);
+        if (!a.stream) return;
+        a.stream.on('error', (e) => {
           log.error('firmware read failed', { req: reqId, file: out.file, err: e.message });
           res.destroy();
         });
-        rs.pipe(res);
-        res.on('finish', () => log.info('http firmware sent', { req: reqId, ip, file: out.file, bytes: out.size, ms: ms().toFixed(1) }));
+        a.stream.pipe(res);
+        res.on('finish', () => log.info('http firmware sent', { req: reqId, ip, file: out.file, status: a.status, bytes: a.bytes, ms: ms().toFixed(1) }));
         return;
       }
       case 'rendered': {

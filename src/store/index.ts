@@ -194,7 +194,7 @@ export class Store {
     this.credCache?.clear();
   }
 
-  /** Drops one device's cached row (its contact facts changed in a way that matters to rendering: the firmware it reports). */
+  /** Drops one device's cached row (a write that kept the cache changed it in a way that matters to rendering: the firmware it reports). */
   forget(mac: Mac): void {
     this.devCache?.delete(mac);
   }
