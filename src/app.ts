@@ -19,7 +19,7 @@ import { DigestAuth } from './provisioning/digest.js';
 import { Guard } from './provisioning/guard.js';
 import { provisioningUrl } from './provisioning/url.js';
 import { normalizeIp } from './net/address.js';
-import type { Service } from './servers/service.js';
+import type { Service, ServiceStatus } from './servers/service.js';
 import { HttpService, type HttpServerDeps } from './servers/http.js';
 import { createTftpServer, type TftpServer } from './servers/tftp.js';
 import { tftpResolver } from './servers/tftp-files.js';
@@ -47,6 +47,8 @@ export class App {
     return this.gen;
   }
   readonly registry: VendorRegistry;
+  /** state_dir as it was at start (a change takes effect at the next restart) */
+  readonly stateDir: string;
   readonly store: Store;
   readonly inventory: Inventory;
   readonly renderer: Renderer;
@@ -67,7 +69,8 @@ export class App {
     this.log.setLevel(this.config.settings.server.logLevel);
     this.registry = VendorRegistry.load(opts.vendorsDir ?? DEFAULT_VENDORS_DIR);
     checkTemplates(this.config, this.registry);
-    this.store = Store.open(this.config.settings.server.stateDir, { cache: true });
+    this.stateDir = this.config.settings.server.stateDir;
+    this.store = Store.open(this.stateDir, { cache: true });
     fs.mkdirSync(this.config.settings.server.firmwareDir, { recursive: true });
     const config = () => this.config;
     const settings = () => this.config.settings;
@@ -167,6 +170,18 @@ export class App {
       devices: this.store.countDevices(),
       vendors: this.registry.list().map((v) => v.id).join(','),
     });
+  }
+
+  /** What runs, on which interface, since when, the last error (`apsctl status`, systemd STATUS). */
+  status(): { listen: { http: string[]; https: string[]; tftp: string[] }; services: ServiceStatus[] } {
+    return {
+      listen: {
+        http: this.http?.addresses().map(formatHostPort) ?? [],
+        https: this.https?.addresses().map(formatHostPort) ?? [],
+        tftp: this.tftp?.addresses().map(formatHostPort) ?? [],
+      },
+      services: this.services.flatMap((svc) => svc.status?.() ?? []),
+    };
   }
 
   /** Re-reads the ini files; on any error keeps the running configuration and says why. */
