@@ -137,6 +137,10 @@ export class App {
         log: this.log,
         maxBlksize: s.tftp.maxBlksize,
         maxWindowsize: s.tftp.maxWindowsize,
+        maxTimeoutS: s.tftp.maxTimeoutS,
+        firstAckMs: s.tftp.firstAckMs,
+        maxTransfers: s.tftp.maxTransfers,
+        perSource: s.tftp.perSource,
         silent: (address) => this.guard.banned(normalizeIp(address)) !== null,
       });
       try {

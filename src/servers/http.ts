@@ -6,6 +6,8 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
+import type { Socket } from 'node:net';
+import { pipeline } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { parseMac, type Mac } from '../mac.js';
@@ -17,6 +19,7 @@ import type { DigestAuth } from '../provisioning/digest.js';
 import type { Guard } from '../provisioning/guard.js';
 import { normalizeIp } from '../net/address.js';
 import { provide, refresh, type ProviderDeps } from '../provisioning/provider.js';
+import { ConnectionGate, connectionBudget } from './limits.js';
 
 export interface ApiRequestInfo {
   ip: string;
@@ -61,15 +64,50 @@ export function macOfCertificate(cert: { subject?: Record<string, string | strin
   return null;
 }
 
+/** What a connection refused for the connection limit gets: an answer, not a reset. */
+const REFUSED = new WeakSet<Socket>();
+const BUSY_503 = 'HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nConnection: close\r\nContent-Length: 0\r\n\r\n';
+
 export class HttpService {
   private servers: http.Server[] = [];
   private inflight = 0;
+  /** open connections, in total (from [http] max_connections or the descriptor limit) and per source */
+  readonly gate: ConnectionGate;
 
-  constructor(private readonly deps: HttpServerDeps) {}
+  constructor(private readonly deps: HttpServerDeps) {
+    const budget = () => {
+      const h = deps.settings().http;
+      return { max: connectionBudget(h.maxConnections), perSource: h.perSource };
+    };
+    let cached = budget();
+    let at = Date.now();
+    this.gate = new ConnectionGate('http', () => {
+      if (Date.now() - at > 1000) {
+        cached = budget();
+        at = Date.now();
+      }
+      return cached;
+    }, deps.log);
+  }
+
+  /** Counts the connection, or answers 503 and closes it when it is one too many. */
+  private onConnection(sock: Socket, tls: boolean): void {
+    const ip = normalizeIp(sock.remoteAddress);
+    if (this.gate.admit(ip) !== 'ok') {
+      REFUSED.add(sock);
+      sock.on('error', () => sock.destroy());
+      // plain HTTP gets a 503; a TLS client cannot read one before its handshake, so it is closed
+      if (tls) sock.destroy();
+      else sock.end(BUSY_503);
+      setTimeout(() => sock.destroy(), 1000).unref();
+      return;
+    }
+    sock.once('close', () => this.gate.release(ip));
+  }
 
   async start(listen: HostPort[], tls?: TlsFiles): Promise<void> {
     const proto = tls ? 'https' : 'http';
-    const opts = { keepAliveTimeout: 5000, requestTimeout: 30_000, headersTimeout: 10_000, maxHeaderSize: 16384 };
+    const opts = { keepAliveTimeout: this.deps.settings().http.idleTimeoutMs, requestTimeout: 30_000, headersTimeout: 10_000, maxHeaderSize: 16384 };
     for (const hp of listen) {
       const handler = (req: http.IncomingMessage, res: http.ServerResponse) => this.handle(req, res, proto);
       const srv: http.Server = tls
@@ -80,6 +118,8 @@ export class HttpService {
             ...(tls.clientCa ? { ca: fs.readFileSync(tls.clientCa), requestCert: true, rejectUnauthorized: false } : {}),
           }, handler)
         : http.createServer(opts, handler);
+      // counted from the TCP accept (a TLS client that never finishes its handshake holds a descriptor too)
+      srv.prependListener('connection', (sock: Socket) => this.onConnection(sock, !!tls));
       srv.on('tlsClientError', (err: Error) => this.deps.log.debug('tls client error', { err: err.message }));
       srv.on('clientError', (err, sock) => {
         this.deps.log.debug('http client error', { err: (err as NodeJS.ErrnoException).code ?? err.message });
@@ -121,6 +161,7 @@ export class HttpService {
   }
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse, proto: 'http' | 'https'): void {
+    if (REFUSED.has(req.socket)) return; // answered 503 at accept
     const started = process.hrtime.bigint();
     const reqId = nextReqId('h');
     const ip = normalizeIp(req.socket.remoteAddress);
@@ -211,13 +252,16 @@ export class HttpService {
           res.end();
           return;
         }
+        // pipeline destroys the read stream (and closes its descriptor) when the client goes away mid-image
         const rs = fs.createReadStream(out.path);
-        rs.on('error', (e) => {
-          log.error('firmware read failed', { req: reqId, file: out.file, err: e.message });
-          res.destroy();
+        pipeline(rs, res, (e) => {
+          if (!e) log.info('http firmware sent', { req: reqId, ip, file: out.file, bytes: out.size, ms: ms().toFixed(1) });
+          else if ((e as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') log.debug('http firmware download dropped by the client', { req: reqId, ip, file: out.file });
+          else {
+            log.error('firmware read failed', { req: reqId, file: out.file, err: e.message });
+            res.destroy();
+          }
         });
-        rs.pipe(res);
-        res.on('finish', () => log.info('http firmware sent', { req: reqId, ip, file: out.file, bytes: out.size, ms: ms().toFixed(1) }));
         return;
       }
       case 'rendered': {
