@@ -107,7 +107,7 @@ export class HttpService {
 
   async start(listen: HostPort[], tls?: TlsFiles): Promise<void> {
     const proto = tls ? 'https' : 'http';
-    const opts = { keepAliveTimeout: this.deps.settings().http.idleTimeoutMs, requestTimeout: 30_000, headersTimeout: 10_000, maxHeaderSize: 16384 };
+    const opts = { keepAliveTimeout: this.deps.settings().http.idleTimeoutMs, requestTimeout: 30_000, headersTimeout: 10_000, connectionsCheckingInterval: 1000, maxHeaderSize: 16384 };
     for (const hp of listen) {
       const handler = (req: http.IncomingMessage, res: http.ServerResponse) => this.handle(req, res, proto);
       const srv: http.Server = tls
