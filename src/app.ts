@@ -86,7 +86,7 @@ export class App {
       provisioningUrl({ settings: this.config.settings, tenant, localIp, listen: this.opts.httpListen ?? this.config.settings.http.listen, httpPort: this.http?.addresses()[0]?.port });
     const { store, registry, guard, inventory, log } = this;
     // optional services, each null when its section leaves it off
-    const capture = createCaptureService({ capture: () => this.config.settings.dhcp.capture, inventory, log });
+    const capture = createCaptureService({ capture: () => this.config.settings.dhcp.capture, inventory, store, log });
     const dhcpServer = createDhcpServerService({ config, generation, store, registry, inventory, log, provisioningUrl: url });
     const pnp = createPnpService({ config, registry, store, guard, inventory, log, provisioningUrl: url });
     const pin = createPinService({ config, store, registry, guard, log });

@@ -12,7 +12,6 @@
  *    per address once it is spent. Bans are kept in the state database and survive restarts.
  *    trusted_subnets and allow are never banned, but still need proof for secrets.
  */
-import { describeError } from '../errors.js';
 import type { Settings } from '../config/index.js';
 import type { Logger } from '../log.js';
 import type { Mac } from '../mac.js';
@@ -115,7 +114,8 @@ export class Guard {
     try {
       this.deps.store.putBan({ ip, until, reason, count });
     } catch (e) {
-      this.deps.log.error('ban not saved', { ip, err: describeError(e) });
+      // the ban holds in memory; the database gets it when it can be written again
+      this.deps.store.writeFailed('ban', e, this.deps.log);
     }
     this.deps.log.security('ban', { ip, reason, count, until: new Date(until).toISOString() });
   }

@@ -16,6 +16,7 @@ import { decodeDhcp } from '../wire/dhcp.js';
 import { dhcpFromFrame } from '../wire/frame.js';
 import type { Inventory, Sighting } from '../inventory/inventory.js';
 import type { Logger } from '../log.js';
+import type { Store } from '../store/index.js';
 import { superviseCapture, type SupervisedCapture } from '../net/capture.js';
 import { sightingFromDhcp } from '../inventory/dhcp-sighting.js';
 
@@ -79,6 +80,8 @@ export interface CaptureDeps {
   capture: () => readonly string[];
   /** the one inventory of apsd, which every discovery source feeds */
   inventory: Inventory;
+  /** counts and logs (once a minute) the writes that could not be made */
+  store: Pick<Store, 'writeFailed'>;
   log: Logger;
 }
 
@@ -86,7 +89,7 @@ export interface CaptureDeps {
 export function createCaptureService(deps: CaptureDeps): CaptureService | null {
   const ifnames = deps.capture();
   if (!ifnames.length) return null;
-  return new DhcpCaptureService(ifnames, deps.inventory, deps.log.child({ service: 'dhcp-capture' }), deps.capture);
+  return new DhcpCaptureService(ifnames, deps.inventory, deps.log.child({ service: 'dhcp-capture' }), deps.capture, deps.store);
 }
 
 class DhcpCaptureService implements CaptureService {
@@ -104,6 +107,7 @@ class DhcpCaptureService implements CaptureService {
     readonly inventory: Inventory,
     private readonly log: Logger,
     private readonly configured: () => readonly string[],
+    private readonly store: Pick<Store, 'writeFailed'>,
   ) {}
 
   async start(): Promise<void> {
@@ -226,7 +230,7 @@ class DhcpCaptureService implements CaptureService {
     } catch (e) {
       // the transaction itself failed (disk full, database locked past the busy timeout)
       this.counters.errors += batch.length;
-      this.log.error('sightings not written', { count: batch.length, err: describeError(e) });
+      this.store.writeFailed('sightings', e, this.log);
       return;
     }
     for (let i = 0; i < results.length; i++) {

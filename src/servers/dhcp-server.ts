@@ -431,7 +431,7 @@ export class DhcpServer implements Service {
       const s = sightingFromDhcp(m, { interface: this.ifname, at: Date.now() });
       if (s) this.deps.inventory.observe(s);
     } catch (e) {
-      this.log.error('DHCP sighting not recorded', { err: describeError(e) });
+      this.deps.store.writeFailed('DHCP sighting', e, this.log);
     }
   }
 
@@ -767,7 +767,8 @@ export class DhcpServer implements Service {
     } catch (e) {
       committed = false;
       this.counters.errors++;
-      this.log.error('cannot write DHCP leases: ACKs and NAKs of this moment withheld (the clients will retry)', { err: describeError(e), changes: p.changes.rows.length });
+      // ACKs and NAKs of this moment are withheld (the clients retry); logged once a minute
+      this.deps.store.writeFailed('DHCP leases (ACKs withheld)', e, this.log);
     }
     const cap = this.capture;
     if (!cap) return;

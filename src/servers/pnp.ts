@@ -399,7 +399,7 @@ class SipPnpService implements PnpService {
         this.deps.inventory.observe(sighting);
         this.counters.sightings++;
       } catch (e) {
-        this.log.error('pnp sighting not recorded', { mac, ip, err: describeError(e), req: reqId });
+        this.deps.store.writeFailed('pnp sighting', e, this.log);
       }
     }
     this.log.info('pnp subscribe answered', {
