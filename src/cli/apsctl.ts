@@ -431,4 +431,5 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 
-main(process.argv.slice(2)).then((code) => process.exit(code));
+// exit once stdout is written out (a pipe takes large output asynchronously: process.exit would cut it)
+main(process.argv.slice(2)).then((code) => process.stdout.write('', () => process.exit(code)));
