@@ -28,7 +28,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const APSD = path.join(ROOT, 'dist/src/daemon.js');
 const BENCH = path.resolve(process.env.APS_BENCH_DIR ?? path.join(ROOT, '../shared/bench'));
 const QUICK = process.env.APS_BENCH_QUICK === '1';
-/** APS_BENCH_ONLY=http-close,http-ka,tftp,firmware,big runs only those parts */
+/** APS_BENCH_ONLY=http-close,http-ka,tftp,firmware,big,discovery,dhcp,soak runs only those parts */
 const ONLY = process.env.APS_BENCH_ONLY?.split(',');
 const want = (part: string) => !ONLY || ONLY.includes(part);
 const N = 10_000;
@@ -147,6 +147,7 @@ async function main() {
   if (!haveBench) log(`(no load generators at ${BENCH}: set APS_BENCH_DIR to the bench folder with tftpbench.c and wrk/paths.lua)`);
 
   // --- 10,000 devices -------------------------------------------------------------------
+  if (!ONLY || ONLY.some((p) => ['http-close', 'http-ka', 'tftp', 'firmware'].includes(p))) {
   log(`\npreparing ${N} devices with one line each …`);
   const site = makeSite(N, true);
   const work = path.join(site.dir, 'work');
@@ -218,6 +219,7 @@ async function main() {
   }
   await a.stop();
   fs.rmSync(site.dir, { recursive: true, force: true });
+  }
 
   // --- 100,000 devices --------------------------------------------------------------------
   if (want('big')) {
@@ -233,11 +235,11 @@ async function main() {
   }
 
   // --- DHCP: passive capture and the built-in server (namespaces: needs root) ------------
-  for (const [part, script] of [['discovery', 'bench-discovery.ts'], ['dhcp', 'bench-dhcp.ts']] as const) {
+  for (const [part, script] of [['discovery', 'bench-discovery.ts'], ['dhcp', 'bench-dhcp.ts'], ['soak', 'bench-soak.ts']] as const) {
     const file = path.join(ROOT, 'scripts', script);
     if (!want(part) || !fs.existsSync(file)) continue;
     log(`\n${part}: node --import tsx scripts/${script}`);
-    const r = spawnSync(process.execPath, ['--import', 'tsx', file], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: 15 * 60_000, env: { ...process.env, APS_BENCH_QUICK: QUICK ? '1' : '' } });
+    const r = spawnSync(process.execPath, ['--import', 'tsx', file], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: (part === 'soak' ? 80 : 15) * 60_000, env: { ...process.env, APS_BENCH_QUICK: QUICK ? '1' : '' } });
     log((r.stdout ?? '').trimEnd());
     if (r.status !== 0) log(`(${script} exited ${r.status}: ${(r.stderr ?? '').trim().split('\n').slice(-5).join(' / ')})`);
     results[part] = { exit: r.status, output: r.stdout };

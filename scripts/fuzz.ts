@@ -215,10 +215,12 @@ function tftpGet(port: number, file: string): Promise<number> {
     s.on('message', (m, ri) => {
       if (m[1] !== 3) return done(-1);
       got += m.length - 4;
-      s.send(Buffer.from([0, 4, m[2]!, m[3]!]), ri.port, ri.address);
+      const last = m.length - 4 < 512;
+      s.send(Buffer.from([0, 4, m[2]!, m[3]!]), ri.port, ri.address, () => {
+        if (last) done(got);
+      });
       clearTimeout(t);
       t = setTimeout(() => done(-1), 5000);
-      if (m.length - 4 < 512) done(got);
     });
     s.bind(0, '127.0.0.1', () => s.send(Buffer.concat([Buffer.from([0, 1]), Buffer.from(`${file}\0octet\0`)]), port, '127.0.0.1'));
   });
