@@ -15,6 +15,7 @@ import { VendorRegistry } from './vendors/registry.js';
 import { checkTemplates } from './vendors/templates-check.js';
 import { DEFAULT_VENDORS_DIR } from './install.js';
 import { Inventory } from './inventory/inventory.js';
+import { FetchLog } from './inventory/fetches.js';
 import { DigestAuth } from './provisioning/digest.js';
 import { Guard } from './provisioning/guard.js';
 import { provisioningUrl } from './provisioning/url.js';
@@ -51,6 +52,7 @@ export class App {
   readonly stateDir: string;
   readonly store: Store;
   readonly inventory: Inventory;
+  readonly fetches: FetchLog;
   readonly renderer: Renderer;
   readonly auth: DigestAuth;
   readonly guard: Guard;
@@ -80,6 +82,7 @@ export class App {
     this.auth = new DigestAuth(sec.username ? { username: sec.username, password: sec.password } : null, sec.realm);
     this.guard = new Guard({ store: this.store, settings, auth: this.auth, log: this.log, registry: () => this.registry });
     this.inventory = new Inventory({ store: this.store, registry: this.registry, settings, templates: () => this.config.templates, log: this.log });
+    this.fetches = new FetchLog({ store: this.store, registry: this.registry, inventory: this.inventory, settings, log: this.log });
     for (const w of this.config.warnings) this.log.warn(w);
 
     const url = (tenant: Tenant | undefined, localIp: string) =>
@@ -108,6 +111,7 @@ export class App {
       log: this.log,
       auth: this.auth,
       settings: () => this.config.settings,
+      fetches: this.fetches,
     };
   }
 
@@ -162,6 +166,7 @@ export class App {
         throw e;
       }
     }
+    this.noteRunningConfig();
     const facts: Record<string, string> = {};
     for (const svc of this.services) Object.assign(facts, svc.describe?.() ?? {});
     this.log.info('apsd ready', {
@@ -209,8 +214,18 @@ export class App {
     this.log.setLevel(next.settings.server.logLevel);
     for (const w of next.warnings) this.log.warn(w);
     for (const svc of this.services) svc.reload?.();
+    this.noteRunningConfig();
     this.log.info('configuration reloaded', { generation: this.generation, templates: next.templates.size, extensions: next.extensions.size, tenants: next.tenants.size });
     return { ok: true };
+  }
+
+  /** Which configuration apsd serves from, for apsctl to compare with the files (src/cli/context.ts warnIfStale). */
+  private noteRunningConfig(): void {
+    try {
+      this.store.setMeta({ 'apsd.pid': String(process.pid), 'config.fingerprint': this.config.fingerprint, 'config.loaded_at': new Date().toISOString(), 'config.generation': String(this.gen) });
+    } catch (e) {
+      this.log.warn('cannot note the running configuration in the state database', { err: describeError(e) });
+    }
   }
 
   async stop(drainMs = 5000): Promise<void> {
@@ -218,6 +233,7 @@ export class App {
       await svc.stop().catch((e) => this.log.error('service did not stop cleanly', { service: svc.name, err: describeError(e) }));
     }
     await Promise.all([this.http?.close(drainMs), this.https?.close(drainMs), this.tftp?.close({ drainMs })]);
+    this.fetches.close();
     this.store.close();
   }
 }

@@ -370,13 +370,62 @@ const CLIENTS: Client[] = [
     },
   },
   {
-    what: 'the option-150 fixture vendor (class "Cisco SPA504G", a MAC of no vendor) option 150 = the server address',
+    what: 'the option-150 fixture vendor (class "Fixture150 phone", a MAC of no vendor) option 150 = the server address',
     mac: '02:00:00:00:15:00',
-    vendorClass: 'Cisco SPA504G',
+    vendorClass: 'Fixture150 phone',
     check(env) {
       leased(env);
       assert.is(env.get('new_tftp150'), SERVER_IP);
       only(env, ['new_tftp150']);
+    },
+  },
+  {
+    what: 'a Cisco SPA504G (class "Cisco SPA504G", a MAC of no vendor) option 66 = the TFTP host and option 150 = the server address',
+    mac: '02:00:00:00:50:04',
+    vendorClass: 'Cisco SPA504G',
+    check(env) {
+      leased(env);
+      assert.is(env.get('new_tftp_server_name'), SITE.host);
+      assert.is(env.get('new_tftp150'), SERVER_IP);
+      only(env, ['new_tftp_server_name', 'new_tftp150']);
+    },
+  },
+  {
+    what: 'a Cisco 3PCC phone known by its OUI (d0:ec:35:…, no vendor class) option 66 = the TFTP host and option 150 = the server address',
+    mac: 'd0:ec:35:12:34:56',
+    check(env) {
+      leased(env);
+      assert.is(env.get('new_tftp_server_name'), SITE.host);
+      assert.is(env.get('new_tftp150'), SERVER_IP);
+      only(env, ['new_tftp_server_name', 'new_tftp150']);
+    },
+  },
+  {
+    what: 'a Fanvil phone (MAC 0c:38:3e:…, no vendor class: Fanvil sends none by default) option 66 = the provisioning URL + $mac.cfg',
+    mac: '0c:38:3e:12:34:56',
+    check(env) {
+      leased(env);
+      // dhclient hands its script a shell-safe value: the $ comes as \$
+      assert.is(env.get('new_tftp_server_name')?.replace(/\\\$/g, '$'), `${SITE.url}$mac.cfg`);
+      only(env, ['new_tftp_server_name']);
+    },
+  },
+  {
+    what: 'a Grandstream phone (MAC 00:0b:82:…, no vendor class) option 66 = the provisioning URL',
+    mac: '00:0b:82:12:34:56',
+    check(env) {
+      leased(env);
+      assert.is(env.get('new_tftp_server_name'), SITE.url);
+      only(env, ['new_tftp_server_name']);
+    },
+  },
+  {
+    what: 'an Htek phone (MAC 00:1f:c1:…, no vendor class) option 66 = the provisioning URL',
+    mac: '00:1f:c1:12:34:56',
+    check(env) {
+      leased(env);
+      assert.is(env.get('new_tftp_server_name'), SITE.url);
+      only(env, ['new_tftp_server_name']);
     },
   },
   {
@@ -392,6 +441,46 @@ const CLIENTS: Client[] = [
       assert.is(env.get('new_aps160'), SITE.url);
       assert.is(env.get('new_aps200'), SERVER_IP);
       only(env, ['new_tftp_server_name', 'new_vendor_encapsulated_options', 'new_default_url', 'new_aps160', 'new_aps200']);
+    },
+  },
+  {
+    what: 'a Gigaset N510 base (class N510_IP_PRO) option 114 = the provisioning URL, and nothing else',
+    mac: '7c:2f:80:12:34:56',
+    vendorClass: 'N510_IP_PRO',
+    check(env) {
+      leased(env);
+      assert.is(env.get('new_default_url'), SITE.url);
+      only(env, ['new_default_url']);
+    },
+  },
+  {
+    what: 'a Panasonic phone (class Panasonic) option 66 = the provisioning URL',
+    mac: '00:80:f0:12:34:56',
+    vendorClass: 'Panasonic',
+    check(env) {
+      leased(env);
+      assert.is(env.get('new_tftp_server_name'), SITE.url);
+      only(env, ['new_tftp_server_name']);
+    },
+  },
+  {
+    what: 'an AudioCodes phone (AudioCodes MAC, no vendor class) option 160 = the provisioning URL',
+    mac: '00:90:8f:12:34:56',
+    check(env) {
+      leased(env);
+      assert.is(env.get('new_aps160'), SITE.url);
+      only(env, ['new_aps160']);
+    },
+  },
+  {
+    what: 'an ALE 8028s in SIP mode (class alcatel.sip.0) option 43 with sub-option 67 = the provisioning URL',
+    mac: '48:7a:55:12:34:56',
+    vendorClass: 'alcatel.sip.0',
+    check(env) {
+      leased(env);
+      const subs = subOptions(dhclientHex(env.get('new_vendor_encapsulated_options') ?? ''));
+      assert.equal([...subs], [[67, SITE.url]], 'option 43 sub-options');
+      only(env, ['new_vendor_encapsulated_options']);
     },
   },
   {

@@ -41,6 +41,8 @@ const YEALINK_NEW = '80:5e:c0:aa:00:02'; // not in the inventory: [discovery] te
 const AASTRA = '00:08:5d:aa:00:03';
 const CISCOFIX = '02:00:00:aa:01:50';
 const NOT_A_PHONE = '02:00:00:aa:00:05';
+const CISCO_SPA = '02:00:00:aa:05:04'; // known by its class "Cisco SPA504G" only
+const FANVIL = '0c:38:3e:aa:00:07';
 
 const support = canUseNetns();
 if (!support.ok) console.log(`dhcp-server tests SKIPPED: ${support.why}`);
@@ -342,10 +344,26 @@ t('an Aastra phone (class AastraIPPhone6867i) gets option 43 with sub-option 2 =
 });
 
 t('a phone of a vendor whose data asks for option 150 (fixture vendor ciscofix) gets 150 = the server address', async () => {
-  const env = await dhclient(w!.link, CISCOFIX, 'Cisco SPA504G');
+  const env = await dhclient(w!.link, CISCOFIX, 'Fixture150 phone');
   assert.ok(inRange(env.get('new_ip_address')));
   assert.is(env.get('new_tftp150'), SERVER_IP);
   assert.equal(provisioning(env), ['new_tftp150']);
+});
+
+t('a Cisco SPA504G (class "Cisco SPA504G") gets option 66 = the provisioning host (TFTP) and option 150 = the server address', async () => {
+  const env = await dhclient(w!.link, CISCO_SPA, 'Cisco SPA504G');
+  assert.ok(inRange(env.get('new_ip_address')));
+  assert.is(env.get('new_tftp_server_name'), new URL(URL_GLOBAL).hostname);
+  assert.is(env.get('new_tftp150'), SERVER_IP);
+  assert.equal(provisioning(env), ['new_tftp_server_name', 'new_tftp150']);
+});
+
+t('a Fanvil phone (MAC 0c:38:3e:…, no class) gets option 66 = the provisioning URL + $mac.cfg', async () => {
+  const env = await dhclient(w!.link, FANVIL);
+  assert.ok(inRange(env.get('new_ip_address')));
+  // dhclient hands its script a shell-safe value: the $ comes as \$
+  assert.is(env.get('new_tftp_server_name')?.replace(/\\\$/g, '$'), `${URL_GLOBAL}$mac.cfg`);
+  assert.equal(provisioning(env), ['new_tftp_server_name']);
 });
 
 t('a client that is no phone gets an address and the subnet basics, and no provisioning option', async () => {
@@ -560,7 +578,7 @@ t('mode = inform: a DISCOVER is not answered; a DHCPINFORM gets the vendor optio
   assert.is(ack.ciaddr, PEER_IP);
   assert.is(ack.leaseTime, undefined, 'an ACK to INFORM carries no lease time');
   assert.is(ack.tftpServer, `http://${SERVER_IP}:8080/provisioning/`);
-  const cisco = one(await udp(w!.link, [msg('INFORM', CISCOFIX, { ciaddr: PEER_IP, flags: 0, vendorClass: 'Cisco SPA504G' })], { until: 1 }), 'ACK');
+  const cisco = one(await udp(w!.link, [msg('INFORM', CISCOFIX, { ciaddr: PEER_IP, flags: 0, vendorClass: 'Fixture150 phone' })], { until: 1 }), 'ACK');
   assert.equal(cisco.tftpServers150, [SERVER_IP]);
   const plain = one(await udp(w!.link, [msg('INFORM', NOT_A_PHONE, { ciaddr: PEER_IP, flags: 0 })], { until: 1 }), 'ACK');
   for (const code of [43, 66, 150]) assert.not.ok(plain.options.has(code), `option ${code} given to a client that is no phone`);

@@ -517,7 +517,8 @@ let aps1: Aps;
 let dns1: NsProcess;
 const phones = {
   yealink: { mac: macOf('80:5e:c0'), vendorClass: 'yealink', hostname: 'yealink-t46', model: 'T18' },
-  polycom: { mac: macOf('64:16:7f'), vendorClass: undefined, hostname: undefined, model: 'SPIP321' },
+  // no vendor class, no User-Agent: the vendor's first model is assumed (vendors/polycom/vendor.json)
+  polycom: { mac: macOf('64:16:7f'), vendorClass: undefined, hostname: undefined, model: 'SPIP301' },
   snom: { mac: macOf('00:04:13'), vendorClass: 'snomD735', hostname: 'snomD735', model: 'D735' },
   aastra: { mac: macOf('00:08:5d'), vendorClass: 'AastraIPPhone6867i', hostname: undefined, model: '6867i' },
 };

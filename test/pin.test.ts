@@ -24,7 +24,7 @@ import { Renderer } from '../src/render/index.js';
 import { getHeader, parseCSeq } from '../src/wire/sip.js';
 import { Store } from '../src/store/index.js';
 import { pinStore } from '../src/store/pin.js';
-import { VendorRegistry, fileNameFor } from '../src/vendors/registry.js';
+import { VendorRegistry, fileFits, fileNameFor } from '../src/vendors/registry.js';
 import { copyFixtureConfig } from './support/daemon.js';
 import { ROOT, VENDORS_DIR } from './support/paths.js';
 import { fakeManager, udpPhone } from './support/pin-peers.js';
@@ -567,7 +567,7 @@ test('every vendor: an unprovisioned phone\'s files register line 1 as its unpro
       w.store.db.prepare('UPDATE unprov_accounts SET secret = ? WHERE mac = ?').run('UnpR0v-Secret_' + v.id, mac);
       const model = registry.model(v.id, t.model)!;
       let sawAccount = false;
-      for (const cf of v.compiledFiles.filter((f) => f.scope === 'device')) {
+      for (const cf of v.compiledFiles.filter((f) => f.scope === 'device' && fileFits(v, f.spec, model))) {
         const name = fileNameFor(cf.spec, mac, model.code);
         const body = renderer.renderUncached(cf, model, w.store.device(mac)).body.toString();
         for (const leak of ['Adm1n', 'Ld4p', 'S3cr3t', 'bobsecret']) assert.not.ok(body.includes(leak), `${v.id}/${name} carries ${leak}`);
@@ -648,7 +648,7 @@ test('resync uses the contact the PBX saw first, the vendor\'s reboot event on r
     assert.ok(Date.now() - t0 < 3000);
     assert.ok(w.log.lines.some((l) => /level=warn msg="resync failed" mac=805ec0000001 method=notify/.test(l)));
     const nowhere = await resync(resyncDeps(w), '805ec0000002' as Mac);
-    assert.equal([nowhere.ok, nowhere.reason], [false, 'no address known for the phone (no lease, never fetched a file)']);
+    assert.equal([nowhere.ok, nowhere.reason], [false, 'no address known for the phone: no DHCP lease, no fetch seen, no SIP contact asked (no AMI login: [resync] ami_user, ami_secret)']);
     assert.equal(parseSipAddress('[fd00::5]:5062'), { host: 'fd00::5', port: 5062 });
     assert.is(parseSipAddress('10.0.0.5'), null);
   } finally {

@@ -163,10 +163,11 @@ tn('a Yealink that multicasts a SUBSCRIBE gets 200 OK, then a NOTIFY with its pr
   assert.equal(sightingOf(c.stateDir, mac)?.source, 'pnp');
 });
 
-tn('a Gigaset-style From user (MAC%3a…) of a vendor aps does not serve is answered and recorded as a sighting, not a device', async () => {
+tn('a From user in the MAC%3a… form of a vendor aps does not serve is answered and recorded as a sighting, not a device', async () => {
   const { link: l, cfg: c } = await setUp();
-  const mac = `7c2f80${hex6()}`;
-  const got = await phone(l, [subscribe({ user: `MAC%3a${mac.toUpperCase()}`, event: 'ua-profile;profile-type="device";vendor="Gigaset";model="N870 IP PRO";version="83.V2.11.0"' })]);
+  // an OUI no vendor of vendors/ claims (IEEE: a NIC maker, not a phone)
+  const mac = `00155d${hex6()}`;
+  const got = await phone(l, [subscribe({ user: `MAC%3a${mac.toUpperCase()}`, event: 'ua-profile;profile-type="device";vendor="Acme";model="Door 1";version="1.0"' })]);
   assert.equal(got.map((g) => g.text.split('\r\n')[0]), ['SIP/2.0 200 OK', `NOTIFY sip:MAC%3a${mac.toUpperCase()}@${PHONE}:5060 SIP/2.0`]);
   // a quoted model with spaces: the NOTIFY still names the package and profile type
   assert.is(header(got[1].text, 'Event'), 'ua-profile;profile-type="device"');

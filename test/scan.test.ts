@@ -165,7 +165,7 @@ tn('scan adds un-configured phones of supported vendors as unprovisioned, leaves
     ['unprovisioned', 'scan', `${NET}.2`, 'acme'],
   );
   assert.equal([by.get(mac(POLYCOM))?.state, by.get(mac(POLYCOM))?.source, by.get(mac(POLYCOM))?.lastIp], ['unprovisioned', 'scan', `${NET}.3`]);
-  assert.equal([by.get(mac(YEALINK_KNOWN))?.state, by.get(mac(YEALINK_KNOWN))?.source, by.get(mac(YEALINK_KNOWN))?.model], ['provisioned', 'cli', 'T48S']);
+  assert.equal([by.get(mac(YEALINK_KNOWN))?.state, by.get(mac(YEALINK_KNOWN))?.source, by.get(mac(YEALINK_KNOWN))?.model], ['unprovisioned', 'cli', 'T48S']); // added without a line: unprovisioned, and left so
   assert.is(by.get(mac(PC)), undefined);
 
   // a second scan finds nothing new

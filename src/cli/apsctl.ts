@@ -3,10 +3,14 @@
  * (apsd reads it per request, so changes take effect at the next fetch) and reads the same
  * ini files as apsd.
  */
+import { TEMPLATE_SECTIONS } from '../config/template.js';
+import { readIni } from '../config/ini-file.js';
 import { DigestAuth } from '../provisioning/digest.js';
 import { Guard } from '../provisioning/guard.js';
 import { createLogger } from '../log.js';
-import { assignLine } from '../inventory/lines.js';
+import { assignLine, describeStage, setDisabled, unassignLine } from '../inventory/lines.js';
+import { Observations } from '../store/observations.js';
+import { configSource, lineCapacity, tieBase, untieBase } from '../inventory/multicell.js';
 import { requireTemplateFits } from '../inventory/rules.js';
 import { parseArgs } from 'node:util';
 import path from 'node:path';
@@ -18,9 +22,9 @@ import { macColon, requireMac, type Mac } from '../mac.js';
 import { Renderer } from '../render/index.js';
 import { buildView } from '../render/view.js';
 import { Store, storeFailure, type DeviceRow } from '../store/index.js';
-import { VendorRegistry, fileNameFor } from '../vendors/registry.js';
+import { VendorRegistry, fileNameForModel } from '../vendors/registry.js';
 import { table } from './table.js';
-import { needDevice, openStore, out, usage, type CliCommand, type Ctx } from './context.js';
+import { needDevice, openStore, out, usage, warnIfStale, type CliCommand, type Ctx } from './context.js';
 import fs from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { explain } from '../provisioning/explain.js';
@@ -31,9 +35,15 @@ const USAGE = `usage: apsctl [--config DIR] [--vendors DIR] [--json] COMMAND ...
 devices
   device add <mac> --tenant T --template NAME [--model M] [--label L]
   device list [--tenant T] [--state unprovisioned|provisioned|disabled] [--vendor V]
-  device show <mac>
+  device show <mac>         its stage, lines, files and recent fetches
+  device set <mac> [--template T] [--model M] [--label L] [--tenant T]
+  device disable <mac>      serve it nothing of value (no account, no keys, no secrets)
+  device enable <mac>
+  device tie <base> --to <primary>
+                            multicell DECT: the base is served the primary base's configuration
+  device untie <base>
   device remove <mac>
-  line set <mac> <n> --extension E [--label L] [--cid-source pai-from|from|rpid|pai]
+  line set <mac> <n> --extension E      (on a DECT base line n is handset n) [--label L] [--cid-source pai-from|from|rpid|pai]
                      [--local-port PORT|LOW-HIGH] [--srtp]
   line remove <mac> <n>
   device credentials <mac> [--rotate]
@@ -48,6 +58,7 @@ security
 catalogue
   vendor list               vendors, their models, files and DHCP classes
   template list             hardware templates in templates.d
+  template show <name>      its effective keys (extends resolved) and the file:line each comes from
   config check              validate every ini file, template and vendor; show warnings
 
 MAC forms: 80:5e:c0:12:34:56, 80-5E-C0-12-34-56, 805e.c012.3456, 805EC0123456.
@@ -60,9 +71,16 @@ function deviceJson(d: DeviceRow, store: Store) {
   return {
     mac: d.mac, tenant: d.tenant, vendor: d.vendor, model: d.model, template: d.template, state: d.state,
     label: d.label, source: d.source, created: new Date(d.created_at).toISOString(), updated: new Date(d.updated_at).toISOString(),
-    seen: d.seen_at ? new Date(d.seen_at).toISOString() : null, lastIp: d.last_ip,
+    seen: d.seen_at ? new Date(d.seen_at).toISOString() : null, lastIp: d.last_ip, lastProto: d.seen_proto, firmware: d.firmware,
     lines: store.lines(d.mac).map((l) => ({ line: l.idx, extension: l.extension, label: l.label, cidSource: l.cid_source, localPort: l.local_port, srtp: l.srtp === 1 })),
   };
+}
+
+function fetchesJson(store: Store, mac: Mac, limit: number) {
+  return new Observations(store).recent(mac, limit).map((f) => ({
+    at: new Date(f.at).toISOString(), proto: f.proto, file: f.file, answer: f.answer, proof: f.proof || null, ip: f.ip,
+    userAgent: f.user_agent || null, vendor: f.ua_vendor, model: f.ua_model, firmware: f.ua_firmware,
+  }));
 }
 
 function deviceAdd(ctx: Ctx, pos: string[], o: Record<string, string | boolean | undefined>) {
@@ -84,7 +102,9 @@ function deviceAdd(ctx: Ctx, pos: string[], o: Record<string, string | boolean |
   if (!model) throw new ApsError('APS_ERR_NOT_FOUND', `${vendor.name} has no model "${modelName}"`, { expected: `one of ${vendor.models.map((m) => m.id).join(', ')}` });
   const ouiVendor = ctx.registry.vendorOfMac(mac);
   const store = openStore(ctx);
-  const d = store.addDevice({ mac, tenant, vendor: vendor.id, model: model.id, template: tpl.name, label: (o.label as string) ?? '', state: 'provisioned', source: 'cli' });
+  // no line yet: the unprovisioned stage (its own unprov account) until a line is set or a PIN registers it
+  const d = store.addDevice({ mac, tenant, vendor: vendor.id, model: model.id, template: tpl.name, label: (o.label as string) ?? '', state: 'unprovisioned', source: 'cli' });
+  warnIfStale(ctx, store);
   if (ctx.json) out(JSON.stringify(deviceJson(d, store), null, 2) + '\n');
   else {
     out(`added ${macColon(mac)}: ${vendor.name} ${model.id}, tenant ${tenant}, template ${tpl.name}\n`);
@@ -106,9 +126,9 @@ function deviceList(ctx: Ctx, o: Record<string, string | boolean | undefined>) {
     out('no devices\n');
     return;
   }
-  out(table(['MAC', 'TENANT', 'VENDOR', 'MODEL', 'TEMPLATE', 'STATE', 'LINE 1', 'LABEL', 'LAST SEEN'], rows.map((d) => {
+  out(table(['MAC', 'TENANT', 'VENDOR', 'MODEL', 'TEMPLATE', 'STATE', 'LINE 1', 'LABEL', 'LAST SEEN', 'ADDRESS', 'FIRMWARE'], rows.map((d) => {
     const l1 = store.lines(d.mac)[0];
-    return [macColon(d.mac), d.tenant, d.vendor, d.model, d.template ?? '-', d.state, l1?.extension ?? '-', d.label || '-', d.seen_at ? new Date(d.seen_at).toISOString() : '-'];
+    return [macColon(d.mac), d.tenant, d.vendor, d.model, d.template ?? '-', d.state, l1?.extension ?? '-', d.label || '-', d.seen_at ? new Date(d.seen_at).toISOString().replace(/\.\d+Z$/, 'Z') : '-', d.last_ip ?? '-', d.firmware ?? '-'];
   })));
 }
 
@@ -116,21 +136,89 @@ function deviceShow(ctx: Ctx, pos: string[]) {
   if (pos.length !== 1) usage('device show takes one MAC');
   const store = openStore(ctx);
   const d = needDevice(store, requireMac(pos[0]));
-  const j = deviceJson(d, store);
+  const src = configSource(store, d);
+  const j = { ...deviceJson(d, store), lines: deviceJson(src, store).lines, sharesWith: d.shares_with, stage: describeStage(src, store.lines(src.mac).length), fetches: fetchesJson(store, d.mac, ctx.config.settings.server.observationsPerDevice) };
   if (ctx.json) {
     out(JSON.stringify(j, null, 2) + '\n');
     return;
   }
   const v = ctx.registry.get(d.vendor);
   const m = ctx.registry.model(d.vendor, d.model);
-  out(`mac:       ${macColon(d.mac)}\nvendor:    ${v?.name ?? d.vendor}\nmodel:     ${d.model}\ntenant:    ${d.tenant}\ntemplate:  ${d.template ?? '-'}\nstate:     ${d.state}\nlabel:     ${d.label || '-'}\nsource:    ${d.source}\ncreated:   ${j.created}\nupdated:   ${j.updated}\nlast seen: ${j.seen ?? '-'}${d.last_ip ? ` from ${d.last_ip}` : ''}\n`);
+  out(`mac:       ${macColon(d.mac)}\nvendor:    ${v?.name ?? d.vendor}\nmodel:     ${d.model}\ntenant:    ${d.tenant}\ntemplate:  ${d.template ?? '-'}\nstate:     ${j.stage}\nlabel:     ${d.label || '-'}\nsource:    ${d.source}\nfirmware:  ${d.firmware ?? '-'}\ncreated:   ${j.created}\nupdated:   ${j.updated}\nlast seen: ${j.seen ?? '-'}${d.last_ip ? ` from ${d.last_ip}${d.seen_proto ? ` (${d.seen_proto})` : ''}` : ''}\n`);
   if (v && m) {
     out('files:\n');
     for (const f of v.compiledFiles) {
-      out(`  ${fileNameFor(f.spec, d.mac, m.code).padEnd(28)} ${f.spec.secrets ? 'holds secrets: needs proof' : 'no secrets'}\n`);
+      const name = fileNameForModel(f.spec, d.mac, m);
+      if (name !== undefined) out(`  ${name.padEnd(28)} ${f.spec.secrets ? 'holds secrets: needs proof' : 'no secrets'}\n`);
     }
   }
-  out(j.lines.length ? table(['LINE', 'EXTENSION', 'LABEL', 'CID SOURCE', 'LOCAL PORT', 'SRTP'], j.lines.map((l) => [l.line, l.extension, l.label || '-', l.cidSource, l.localPort || '-', l.srtp ? 'yes' : 'no'])) : 'no lines assigned\n');
+  if (d.shares_with) out(`multicell: served the configuration of ${macColon(d.shares_with as Mac)} (its lines below; apsctl device untie ${d.mac} ends it)\n`);
+  const tied = store.devices().filter((x) => x.shares_with === d.mac);
+  if (tied.length) out(`multicell: ${tied.map((x) => macColon(x.mac)).join(', ')} share${tied.length === 1 ? 's' : ''} this configuration\n`);
+  const noun = m && lineCapacity(m).noun === 'handset' ? 'HANDSET' : 'LINE';
+  out(j.lines.length ? table([noun, 'EXTENSION', 'LABEL', 'CID SOURCE', 'LOCAL PORT', 'SRTP'], j.lines.map((l) => [l.line, l.extension, l.label || '-', l.cidSource, l.localPort || '-', l.srtp ? 'yes' : 'no'])) : 'no lines assigned\n');
+  const recent = j.fetches.slice(0, 10);
+  out(recent.length
+    ? `recent fetches (${j.fetches.length} kept, newest first):\n` + table(['TIME', 'PROTO', 'FILE', 'ANSWER', 'PROOF', 'ADDRESS', 'FIRMWARE'], recent.map((f) => [f.at.replace(/\.\d+Z$/, 'Z'), f.proto, f.file, f.answer, f.proof ?? '-', f.ip, f.firmware ?? '-']))
+    : 'no fetches seen\n');
+}
+
+function deviceSet(ctx: Ctx, pos: string[], o: Record<string, string | boolean | undefined>) {
+  if (pos.length !== 1) usage('device set takes one MAC');
+  const mac = requireMac(pos[0]);
+  if (['template', 'model', 'label', 'tenant'].every((k) => o[k] === undefined)) usage('device set needs at least one of --template, --model, --label, --tenant');
+  const store = openStore(ctx);
+  const d = needDevice(store, mac);
+  const tenant = (o.tenant as string | undefined) ?? d.tenant;
+  if (!ctx.config.tenants.has(tenant)) throw new ApsError('APS_ERR_NOT_FOUND', `no tenant "${tenant}"`, { key: '--tenant', expected: `one of ${[...ctx.config.tenants.keys()].join(', ')} (tenants.d/<id>.ini)` });
+  if (tenant !== d.tenant && store.lines(mac).length) {
+    throw new ApsError('APS_ERR_USAGE', `${macColon(mac)} has lines of tenant ${d.tenant}: remove them first (apsctl line remove)`, { key: '--tenant', expected: 'a device without lines' });
+  }
+  const tplName = (o.template as string | undefined) ?? d.template ?? undefined;
+  const tpl = tplName ? ctx.config.templates.get(tplName) : undefined;
+  if (tplName && !tpl) throw new ApsError('APS_ERR_NOT_FOUND', `no template "${tplName}"`, { key: '--template', expected: `one of ${[...ctx.config.templates.keys()].join(', ') || '(none: add templates.d/<name>.ini)'}` });
+  if (tpl) {
+    requireTemplateFits(tpl, tenant, '--template');
+    if (tpl.vendor !== d.vendor) throw new ApsError('APS_ERR_USAGE', `template "${tpl.name}" is for ${tpl.vendor}; ${macColon(mac)} is a ${d.vendor} phone`, { key: '--template', expected: `a ${d.vendor} template` });
+  }
+  let model = d.model;
+  if (o.model !== undefined) {
+    const m = ctx.registry.model(d.vendor, o.model as string);
+    const v = ctx.registry.get(d.vendor);
+    if (!m) throw new ApsError('APS_ERR_NOT_FOUND', `${v?.name ?? d.vendor} has no model "${o.model}"`, { key: '--model', expected: `one of ${v?.models.map((x) => x.id).join(', ')}` });
+    model = m.id;
+  } else if (o.template !== undefined && tpl) {
+    model = tpl.model;
+  }
+  const next = store.updateDevice(mac, {
+    tenant, model, template: tpl?.name ?? d.template, label: o.label !== undefined ? String(o.label) : undefined,
+  });
+  if (ctx.json) out(JSON.stringify(deviceJson(next, store), null, 2) + '\n');
+  else out(`${macColon(mac)}: ${next.vendor} ${next.model}, tenant ${next.tenant}, template ${next.template ?? '-'}, label ${next.label || '-'}\n`);
+  warnIfStale(ctx, store);
+}
+
+function deviceTie(ctx: Ctx, pos: string[], o: Record<string, string | boolean | undefined>) {
+  if (pos.length !== 1 || typeof o.to !== 'string') usage('device tie takes a base MAC and --to <primary base MAC>');
+  const store = openStore(ctx);
+  const d = tieBase(store, ctx.registry, requireMac(pos[0]), requireMac(o.to));
+  if (ctx.json) out(JSON.stringify({ ...deviceJson(d, store), sharesWith: d.shares_with }, null, 2) + '\n');
+  else out(`${macColon(d.mac)} is served the configuration of ${macColon(d.shares_with as Mac)} (multicell)\n`);
+}
+
+function deviceUntie(ctx: Ctx, pos: string[]) {
+  if (pos.length !== 1) usage('device untie takes one base MAC');
+  const store = openStore(ctx);
+  const d = untieBase(store, requireMac(pos[0]));
+  out(ctx.json ? JSON.stringify(deviceJson(d, store), null, 2) + '\n' : `${macColon(d.mac)} has its own configuration again\n`);
+}
+
+function deviceEnable(ctx: Ctx, pos: string[], disabled: boolean) {
+  if (pos.length !== 1) usage(`device ${disabled ? 'disable' : 'enable'} takes one MAC`);
+  const store = openStore(ctx);
+  const d = setDisabled(store, requireMac(pos[0]), disabled);
+  if (ctx.json) out(JSON.stringify(deviceJson(d, store), null, 2) + '\n');
+  else out(`${macColon(d.mac)}: ${describeStage(d, store.lines(d.mac).length)}\n`);
 }
 
 function deviceRemove(ctx: Ctx, pos: string[]) {
@@ -152,7 +240,9 @@ function lineSet(ctx: Ctx, pos: string[], o: Record<string, string | boolean | u
   const store = openStore(ctx);
   const d = needDevice(store, mac);
   const model = ctx.registry.model(d.vendor, d.model);
-  if (model && idx > model.lines) throw new ApsError('APS_ERR_USAGE', `a ${d.model} has ${model.lines} lines; there is no line ${idx}`, { expected: `1..${model.lines}` });
+  if (d.shares_with) throw new ApsError('APS_ERR_USAGE', `${macColon(mac)} shares the configuration of ${macColon(d.shares_with as Mac)} (multicell): set the system's lines there`, { expected: `apsctl line set ${d.shares_with} ${idx} --extension …` });
+  const cap = model ? lineCapacity(model) : null;
+  if (cap && idx > cap.max) throw new ApsError('APS_ERR_USAGE', `a ${d.model} has ${cap.max} ${cap.noun}s; there is no ${cap.noun} ${idx}`, { expected: `1..${cap.max}` });
   const ext = ctx.config.extensions.get(`${d.tenant}/${extension}`);
   if (!ext) throw new ApsError('APS_ERR_NOT_FOUND', `extension ${extension} does not exist in tenant ${d.tenant}`, { expected: 'an [<number>] section with tenant = ' + d.tenant + ' in extensions.d/*.ini' });
   const cid = (o['cid-source'] as string | undefined) ?? 'from';
@@ -167,6 +257,7 @@ function lineSet(ctx: Ctx, pos: string[], o: Record<string, string | boolean | u
   assignLine(store, d.tenant, { mac, idx, extension, label: (o.label as string) ?? '', cid_source: cid, local_port: lp, srtp: o.srtp === true });
   if (ctx.json) out(JSON.stringify(deviceJson(store.device(mac)!, store), null, 2) + '\n');
   else out(`line ${idx} of ${macColon(mac)} is extension ${extension} (${ext.name || ext.number})\n`);
+  warnIfStale(ctx, store);
 }
 
 function lineRemove(ctx: Ctx, pos: string[]) {
@@ -174,7 +265,7 @@ function lineRemove(ctx: Ctx, pos: string[]) {
   const mac = requireMac(pos[0]);
   const store = openStore(ctx);
   needDevice(store, mac);
-  if (!store.removeLine(mac, Number(pos[1]))) throw new ApsError('APS_ERR_NOT_FOUND', `line ${pos[1]} of ${macColon(mac)} is not assigned`);
+  if (!unassignLine(store, mac, Number(pos[1]))) throw new ApsError('APS_ERR_NOT_FOUND', `line ${pos[1]} of ${macColon(mac)} is not assigned`);
   out(ctx.json ? JSON.stringify({ removed: { mac, line: Number(pos[1]) } }) + '\n' : `removed line ${pos[1]} of ${macColon(mac)}\n`);
 }
 
@@ -241,7 +332,11 @@ function render(ctx: Ctx, pos: string[]) {
   const model = ctx.registry.model(d.vendor, d.model);
   if (!v || !model) throw new ApsError('APS_ERR_VENDOR', `device ${d.mac} names vendor ${d.vendor} model ${d.model}, which the vendor data does not have`);
   const renderer = new Renderer({ registry: ctx.registry, store, config: () => ctx.config, generation: () => 1 });
-  const names = v.compiledFiles.map((f) => ({ f, name: fileNameFor(f.spec, d.mac, model.code) }));
+  // the files of this model: one named by a code the model does not have is another model family's
+  const names = v.compiledFiles.flatMap((f) => {
+    const name = fileNameForModel(f.spec, d.mac, model);
+    return name === undefined ? [] : [{ f, name }];
+  });
   const wanted = pos[1] ? names.filter((n) => n.name === pos[1] || n.name.toLowerCase() === pos[1].toLowerCase()) : names;
   if (pos[1] && !wanted.length) {
     throw new ApsError('APS_ERR_NOT_FOUND', `a ${v.name} ${model.id} does not ask for ${pos[1]}`, { expected: `one of ${names.map((n) => n.name).join(', ')}` });
@@ -274,6 +369,42 @@ function vendorList(ctx: Ctx) {
   }
   out(table(['VENDOR', 'NAME', 'MODELS', 'FILES'], vs.map((v) => [v.id, v.name, v.models.map((m) => m.id).join(' '), v.files.map((f) => f.name + (f.secrets ? '*' : '')).join(' ')])));
   out('(* = holds secrets: served only with proof)\n');
+}
+
+function templateShow(ctx: Ctx, pos: string[]) {
+  if (pos.length !== 1) usage('template show takes one template name');
+  const t = ctx.config.templates.get(pos[0]);
+  if (!t) throw new ApsError('APS_ERR_NOT_FOUND', `no template "${pos[0]}"`, { expected: `one of ${[...ctx.config.templates.keys()].join(', ') || '(none: add templates.d/<name>.ini)'}` });
+  const rows = [...(t.sources ?? new Map()).entries()]
+    .map(([k, src]) => {
+      const m = /^\[([^\]]*)\](.*)$/.exec(k)!;
+      return { section: m[1], key: m[2], file: src.file, line: src.line };
+    })
+    .sort((a, b) => TEMPLATE_SECTIONS.indexOf(a.section as never) - TEMPLATE_SECTIONS.indexOf(b.section as never) || a.key.localeCompare(b.key, undefined, { numeric: true }));
+  const value = (section: string, key: string) => {
+    const v = effectiveValue(ctx, t.name, section, key);
+    return /password|secret/i.test(key) && v ? '(set)' : v;
+  };
+  if (ctx.json) {
+    out(JSON.stringify({ name: t.name, extends: t.extends || null, vendor: t.vendor, model: t.model, tenant: t.tenant, keys: rows.map((r) => ({ ...r, value: value(r.section, r.key) })) }, null, 2) + '\n');
+    return;
+  }
+  const chain = [t.name];
+  for (let p = t.extends; p; p = ctx.config.templates.get(p)?.extends ?? '') chain.push(p);
+  out(`template ${t.name}: ${t.vendor} ${t.model}, tenant ${t.tenant === '*' ? '* (global)' : t.tenant}${chain.length > 1 ? `, extends ${chain.slice(1).join(' → ')}` : ''}\n`);
+  out(table(['SECTION', 'KEY', 'VALUE', 'FROM'], rows.map((r) => [`[${r.section}]`, r.key, value(r.section, r.key), `${path.relative(ctx.config.dir ?? process.cwd(), r.file)}:${r.line}`])));
+}
+
+/** The value of a key as the effective (inherited) template has it, read back from the file it comes from. */
+function effectiveValue(ctx: Ctx, name: string, section: string, key: string): string {
+  const t = ctx.config.templates.get(name);
+  const src = t?.sources?.get(`[${section}]${key}`);
+  if (!src) return '';
+  try {
+    return readIni(src.file).sections.get(section)?.get(key) ?? '';
+  } catch {
+    return '';
+  }
 }
 
 function templateList(ctx: Ctx) {
@@ -360,7 +491,7 @@ export async function main(argv: string[]): Promise<number> {
       strict: true,
       options: {
         config: { type: 'string' }, vendors: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
-        tenant: { type: 'string' }, template: { type: 'string' }, model: { type: 'string' }, label: { type: 'string' },
+        tenant: { type: 'string' }, template: { type: 'string' }, model: { type: 'string' }, label: { type: 'string' }, to: { type: 'string' },
         state: { type: 'string' }, vendor: { type: 'string' }, extension: { type: 'string' }, 'cid-source': { type: 'string' },
         'local-port': { type: 'string' }, srtp: { type: 'boolean' }, rotate: { type: 'boolean' }, 'user-agent': { type: 'string' },
         ...Object.assign({}, ...extra.map((c) => c.options ?? {})),
@@ -389,6 +520,11 @@ export async function main(argv: string[]): Promise<number> {
       case 'device list': deviceList(ctx, o); break;
       case 'device show': deviceShow(ctx, rest); break;
       case 'device remove': deviceRemove(ctx, rest); break;
+      case 'device set': deviceSet(ctx, rest, o); break;
+      case 'device disable': deviceEnable(ctx, rest, true); break;
+      case 'device enable': deviceEnable(ctx, rest, false); break;
+      case 'device tie': deviceTie(ctx, rest, o); break;
+      case 'device untie': deviceUntie(ctx, rest); break;
       case 'device credentials': deviceCredentials(ctx, rest, o); break;
       case 'ban list': banList(ctx); break;
       case 'ban lift': banLift(ctx, rest); break;
@@ -396,6 +532,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'line remove': lineRemove(ctx, rest); break;
       case 'vendor list': vendorList(ctx); break;
       case 'template list': templateList(ctx); break;
+      case 'template show': templateShow(ctx, rest); break;
       case 'config check': configCheck(ctx); break;
       default:
         if (cmd === 'render') {

@@ -50,3 +50,26 @@ export function needDevice(store: Store, mac: Mac): DeviceRow {
   if (!d) throw new ApsError('APS_ERR_NOT_FOUND', `no device ${macColon(mac)}`, { expected: 'a MAC from apsctl device list' });
   return d;
 }
+
+/**
+ * Changes to /etc/aps reach the phones once apsd has reloaded: when apsd (alive) runs another
+ * configuration than the files apsctl just read, say the one command that makes it so.
+ */
+export function warnIfStale(ctx: Ctx, store: Store): void {
+  const fp = store.meta('config.fingerprint');
+  const pid = Number(store.meta('apsd.pid') ?? 0);
+  if (!fp || !pid || fp === ctx.config.fingerprint || !alive(pid)) return;
+  process.stderr.write(
+    `note: apsd (pid ${pid}) runs the configuration it loaded at ${store.meta('config.loaded_at') ?? '?'}, not the files as they are now:\n` +
+      `      run "systemctl reload apsd" (or kill -HUP ${pid}) so that phones get this change at their next fetch\n`,
+  );
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -9,6 +9,7 @@ import { ApsError } from '../errors.js';
 import { readIni } from './ini-file.js';
 import { readSettings, type Settings } from './settings.js';
 import { readTemplate, type Template } from './template.js';
+import { inheritTemplates } from './template-inherit.js';
 import { readTenant, readExtensions, type Tenant, type Extension } from './catalog.js';
 import { readPjsipConf } from './pjsip.js';
 import { mergePjsipExtensions } from './extensions.js';
@@ -68,9 +69,13 @@ export function loadConfig(dir: string | null, base = process.cwd()): Config {
   }
 
   const templates = new Map<string, Template>();
-  for (const f of iniFiles(dir, 'templates.d')) {
+  const templateFiles = iniFiles(dir, 'templates.d').map((f) => {
     fp.push(fingerprintOf(f));
-    const ini = readIni(f);
+    return readIni(f);
+  });
+  const inherited = inheritTemplates(templateFiles);
+  for (const own of templateFiles) {
+    const ini = inherited.get(path.basename(own.file, '.ini'))!;
     const t = readTemplate(ini);
     if (t.tenant !== '*' && !tenants.has(t.tenant)) {
       throw ini.error('template', 'tenant', `no tenant "${t.tenant}"`, `* or one of ${[...tenants.keys()].join(', ')}`);
@@ -136,7 +141,8 @@ function iniFiles(dir: string | null, sub: string): string[] {
   return names.filter((n) => n.endsWith('.ini') && !n.startsWith('.')).sort().map((n) => path.join(d, n));
 }
 
+/** A file's identity for the fingerprint: its real path (the same whichever way the directory was named), size and mtime. */
 function fingerprintOf(file: string): string {
   const st = fs.statSync(file);
-  return `${file}:${st.size}:${st.mtimeMs}`;
+  return `${fs.realpathSync(file)}:${st.size}:${st.mtimeMs}`;
 }

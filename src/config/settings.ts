@@ -16,7 +16,11 @@ export type TftpSecrets = 'never' | 'lease' | 'always';
 export const DEFAULT_TRUSTED = '127.0.0.0/8, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16, ::1/128, fc00::/7, fe80::/10';
 
 export interface Settings {
-  server: { stateDir: string; firmwareDir: string; logLevel: LogLevel; securityLog: string };
+  server: {
+    stateDir: string; firmwareDir: string; logLevel: LogLevel; securityLog: string;
+    /** observations of fetches kept per device, and how long (ms) */
+    observationsPerDevice: number; observationsMs: number;
+  };
   http: {
     listen: HostPort[]; alias: string;
     /** open connections at most (HTTP and HTTPS each); past it new ones get 503; 0 = from the descriptor limit */
@@ -117,6 +121,8 @@ export function readSettings(ini: IniFile | null, base = process.cwd(), configDi
   const firmwareDir = path.resolve(base, server.str('firmware_dir', path.join(stateDir, 'firmware')));
   const logLevel = server.oneOf('log_level', 'info', ['debug', 'info', 'warn', 'error'] as const);
   const securityLog = server.str('security_log', '');
+  const observationsPerDevice = server.int('observations_per_device', 50, 1, 10_000);
+  const observationsMs = server.duration('observations_keep', '30d', 60_000, 3650 * 86400_000);
   server.done();
 
   const http = new SectionReader(file, 'http');
@@ -284,7 +290,7 @@ export function readSettings(ini: IniFile | null, base = process.cwd(), configDi
   sec.done();
 
   return {
-    server: { stateDir, firmwareDir, logLevel, securityLog: securityLog ? path.resolve(base, securityLog) : '' },
+    server: { stateDir, firmwareDir, logLevel, securityLog: securityLog ? path.resolve(base, securityLog) : '', observationsPerDevice, observationsMs },
     http: { listen, alias, ...httpLimits },
     https,
     tftp: tftpS,

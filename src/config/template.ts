@@ -19,21 +19,56 @@ export const DTMF_MODES = ['rfc2833', 'inband', 'info', 'rfc2833+info'] as const
 export type DtmfMode = (typeof DTMF_MODES)[number];
 export type Transport = (typeof TRANSPORTS)[number];
 
+/** What a render uses besides the template: the device's lines, whether it has its own credentials. */
+export interface OptionalUsage {
+  lines: { cid_source: string; local_port: string; srtp: number }[];
+  credentials: boolean;
+  unprovisioned: boolean;
+}
+
 /**
- * Template keys a vendor may declare it has no setting for (vendor.json "unsupported"), each
- * with the test of whether a template sets it: a template that does gets a render warning.
+ * Template keys a vendor (or a model family) may declare it has no setting for (vendor.json
+ * "unsupported"), each with the test of whether a render uses it: one that does gets a render
+ * warning. `keyN` / `groupN` stand for every numbered key; `line.*` are the line settings of
+ * `apsctl line set`, `provisioning.credentials` the device's own HTTP credentials.
  */
-export const OPTIONAL_KEYS: Record<string, (t: Template) => boolean> = {
+export const OPTIONAL_KEYS: Record<string, (t: Template, u?: OptionalUsage) => boolean> = {
   'general.check_time': (t) => t.general.checkTime !== null,
+  'general.firmware_url': (t) => t.general.firmwareUrl !== '' || t.firmware !== '',
+  'general.periodic_check': (t) => t.general.periodicCheck > 0,
   'server.dtmf_mode': (t) => t.server.dtmfMode !== 'rfc2833',
+  'server.port': (t) => t.server.port !== 5060,
+  'server.transport': (t) => t.server.transport !== 'udp',
+  'server.outbound_proxy': (t) => t.server.outboundProxy !== '',
+  'server.expires': (t) => t.server.expires !== 3600,
   'network.qos_sip_dscp': (t) => t.network.qosSipDscp !== null,
   'network.qos_rtp_dscp': (t) => t.network.qosRtpDscp !== null,
+  'network.nat': (t) => t.network.nat,
   'network.rport': (t) => t.network.rport,
   'network.stun_server': (t) => t.network.stunServer !== '',
+  'network.vlan_id': (t) => t.network.vlanId > 0,
+  'network.lldp': (t) => t.network.lldp,
   'network.cdp': (t) => t.network.cdp,
   'datetime.ntp_server2': (t) => t.datetime.ntpServer2 !== '',
   'datetime.time_zone_name': (t) => t.datetime.timeZoneName !== '',
+  'datetime.dst': (t) => t.datetime.dst !== 'auto',
+  'phone.language': (t) => t.phone.language !== 'en',
+  'phone.tone_country': (t) => t.phone.toneCountry !== 'us',
+  'phone.tones': (t) => t.phone.tones.length > 0,
   'phone.dial_plan': (t) => t.phone.dialPlan !== null,
+  'dsskeys.keyN': (t, u) => !u?.unprovisioned && t.dsskeys.keys.length > 0,
+  'dsskeys.expansion_module': (t, u) => !u?.unprovisioned && t.dsskeys.expansionModule !== 'none',
+  'progkeys.keyN': (t, u) => !u?.unprovisioned && t.progkeys.length > 0,
+  'security.admin_password': (t, u) => !u?.unprovisioned && t.security.adminPassword !== '',
+  'security.allow_direct_ip_call': (t) => t.security.allowDirectIpCall,
+  'security.trusted_server_only': (t) => t.security.trustedServerOnly,
+  'paging.groupN': (t, u) => !u?.unprovisioned && t.paging.length > 0,
+  'services.directory_url': (t, u) => !u?.unprovisioned && t.services.directoryUrl !== '',
+  'ldap.enabled': (t, u) => !u?.unprovisioned && t.ldap.enabled,
+  'line.cid_source': (_t, u) => !!u?.lines.some((l) => l.cid_source !== 'from'),
+  'line.local_port': (_t, u) => !!u?.lines.some((l) => l.local_port !== ''),
+  'line.srtp': (_t, u) => !!u?.lines.some((l) => l.srtp === 1),
+  'provisioning.credentials': (_t, u) => !!u?.credentials,
 };
 
 export interface KeyDef {
@@ -49,6 +84,11 @@ export interface Template {
   file: string;
   /** where [template] vendor and model stand, for errors found after loading (an unknown vendor or model) */
   lines?: { vendor: number; model: number };
+  /** the template it extends ('' = none), and where each effective key comes from (`[section]key` → file:line) */
+  extends: string;
+  /** the firmware version the files are written for ('' = the version the phone reports, else the newest) */
+  firmwareVersion: string;
+  sources?: Map<string, { file: string; line: number }>;
   vendor: string;
   model: string;
   tenant: string; // '*' = global
@@ -100,6 +140,9 @@ export function readTemplate(ini: IniFile): Template {
   if (firmware && !/^[A-Za-z0-9._+-]+$/.test(firmware)) {
     t.fail('firmware', `"${firmware}" is not a plain file name`, 'a file name inside firmware_dir, e.g. T46S-66.86.0.15.rom');
   }
+  const parent = t.str('extends', '');
+  const firmwareVersion = t.str('firmware_version', '');
+  if (firmwareVersion && !/^\d+(?:\.\d+)*$/.test(firmwareVersion)) t.fail('firmware_version', `"${firmwareVersion}" is not a version`, 'numbers and dots as the phone reports them, e.g. 66.86.0.15');
   t.done();
 
   const g = new SectionReader(ini, 'general');
@@ -249,7 +292,7 @@ export function readTemplate(ini: IniFile): Template {
   l.done();
 
   return {
-    name, file: ini.file, lines: { vendor: ini.lineOf('template', 'vendor') || ini.lineOf('template'), model: ini.lineOf('template', 'model') || ini.lineOf('template') }, vendor, model, tenant, firmware, general, server, network, datetime, phone,
+    name, file: ini.file, extends: parent, firmwareVersion, sources: (ini as { sources?: Map<string, { file: string; line: number }> }).sources, lines: { vendor: ini.lineOf('template', 'vendor') || ini.lineOf('template'), model: ini.lineOf('template', 'model') || ini.lineOf('template') }, vendor, model, tenant, firmware, general, server, network, datetime, phone,
     dsskeys: { keys, expansionModule, expansionCount, moduleKeys }, progkeys, security, paging, services, ldap,
   };
 }

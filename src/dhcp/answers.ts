@@ -16,7 +16,8 @@ export interface ProvisioningTarget {
 
 /** The value an answer carries, as text. */
 export function answerValue(a: DhcpAnswer, t: ProvisioningTarget): string {
-  return a.value === 'url' || a.value === 'sub' ? t.url : a.value === 'host' ? t.host : t.ip;
+  if (a.value === 'url') return t.url + (a.append ?? '');
+  return a.value === 'sub' ? t.url : a.value === 'host' ? t.host : t.ip;
 }
 
 /** The encoded options (code → bytes, codes ascending) that `answers` make for `t`; sub-options go into 43. */

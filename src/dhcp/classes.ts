@@ -126,7 +126,7 @@ function makePlan(vendors: Vendor[], opts: DhcpClassOptions): Plan {
     switch (a.value) {
       case 'host': return { value: opts.host, what: 'the provisioning host' };
       case 'ip': return { value: opts.ip, what: "the server's IP address" };
-      default: return { value: opts.url, what: 'the provisioning URL' };
+      default: return a.append ? { value: opts.url + a.append, what: `the provisioning URL + ${plain(a.append)}` } : { value: opts.url, what: 'the provisioning URL' };
     }
   };
 

@@ -99,7 +99,9 @@ export interface InventoryDeps {
 }
 
 /** Sources whose devices the inventory may still correct (model) while they are unprovisioned. */
-const DISCOVERY_SOURCES = new Set(['dhcp', 'pnp', 'scan', 'http']);
+const DISCOVERY_SOURCES = new Set(['dhcp', 'pnp', 'scan', 'http', 'tftp']);
+/** Sources whose client address is where the phone is (a fetch, a SUBSCRIBE), checked against allow_subnets like a relay or an offered address. */
+const ADDRESS_SOURCES = new Set(['http', 'tftp', 'pnp']);
 
 type Effect = () => void;
 
@@ -250,7 +252,7 @@ export class Inventory {
       if (ident.conflict) result.reason = `${device.state} device; ${ident.conflict}`;
       this.touch(s.mac, s.at, ip);
     } else {
-      const d = decide(s.mac, row, ident, settings, now);
+      const d = decide(s.mac, row, ident, settings, now, ADDRESS_SOURCES.has(s.source) ? s.clientIp : undefined);
       result.status = d.status;
       result.reason = d.reason;
       if (d.status === 'device') {
@@ -435,7 +437,7 @@ function describeBy(by: Identification['by']): string {
 }
 
 /** Whether a new device may be made, and if not, why (in words for `apsctl sighting list`). */
-export function decide(mac: Mac, row: SightingRow, ident: Ident, settings: Settings, now: number): { status: SightingStatus; reason: string } {
+export function decide(mac: Mac, row: SightingRow, ident: Ident, settings: Settings, now: number, from?: string): { status: SightingStatus; reason: string } {
   if (isLocallyAdministered(mac)) return { status: 'ignored', reason: 'locally administered MAC: no vendor OUI' };
   if (!ident.vendor) {
     return { status: 'ignored', reason: row.vendor_class ? `unknown OUI and unknown vendor class "${row.vendor_class}"` : 'unknown OUI and no vendor class' };
@@ -453,6 +455,7 @@ export function decide(mac: Mac, row: SightingRow, ident: Ident, settings: Setti
       ['offered', row.offered_ip],
       ['acked', row.acked_ip],
       ['requested', row.requested_ip],
+      ['address', from],
     ].filter((x): x is [string, string] => !!x[1] && x[1] !== '0.0.0.0');
     if (!seen.length) return { status: 'pending', reason: `no relay or offered address yet to check against allow_subnets (${d.allowSubnets.text})` };
     if (!seen.some(([, ip]) => d.allowSubnets.has(ip))) {

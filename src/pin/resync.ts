@@ -14,7 +14,7 @@ import net from 'node:net';
 import type { Config } from '../config/index.js';
 import type { Logger } from '../log.js';
 import { macColon, type Mac } from '../mac.js';
-import { amiAction } from '../wire/ami.js';
+import { amiAction, amiList } from '../wire/ami.js';
 import { sendNotify, type SipTimers } from '../wire/sip-notify.js';
 import type { Store } from '../store/index.js';
 import { pinStore } from '../store/pin.js';
@@ -114,12 +114,30 @@ export async function resync(deps: ResyncDeps, mac: Mac, opts: ResyncOptions = {
     }
   }
 
+  // where the phone is: the contact the caller saw, else its DHCP lease, else the address of its
+  // last fetch, else the contact it registered at the PBX (AMI, when [resync] has an AMI login)
   let target = opts.contact ?? null;
+  const tried: string[] = [];
   if (!target) {
-    const host = deps.store.lease(mac)?.ip ?? dev.last_ip;
-    if (host) target = { host, port: defaultPort(config, deps) };
+    const lease = deps.store.lease(mac);
+    if (lease?.ip) target = { host: lease.ip, port: defaultPort(config, deps) };
+    else tried.push('no DHCP lease');
   }
-  if (!target) return done({ ok: false, event, reason: 'no address known for the phone (no lease, never fetched a file)' });
+  if (!target) {
+    if (dev.last_ip) target = { host: dev.last_ip, port: defaultPort(config, deps) };
+    else tried.push('no fetch seen');
+  }
+  if (!target) {
+    const r = config.settings.resync;
+    if (!r.amiUser || !r.amiSecret) tried.push('no SIP contact asked (no AMI login: [resync] ami_user, ami_secret)');
+    else if (!account) tried.push('no SIP contact (no account to look up)');
+    else {
+      const c = await contactThroughAmi(deps, account).catch((e: unknown) => (e instanceof Error ? e.message : String(e)));
+      if (typeof c === 'string') tried.push(`no SIP contact of ${account} through AMI (${c})`);
+      else target = c;
+    }
+  }
+  if (!target) return done({ ok: false, event, reason: `no address known for the phone: ${tried.join(', ')}` });
   const fromHost = fromHostOf(config);
   const r = await sendNotify({ target, event, fromHost, user: account, log, timers: deps.timers });
   return done({
@@ -130,6 +148,21 @@ export async function resync(deps: ResyncDeps, mac: Mac, opts: ResyncOptions = {
     attempts: r.attempts,
     reason: r.ok ? undefined : r.reason,
   });
+}
+
+/** The address the phone registered from, as the PBX knows it (PJSIPShowEndpoint → ContactStatusDetail URI). */
+async function contactThroughAmi(deps: ResyncDeps, account: string): Promise<{ host: string; port: number } | string> {
+  const r = deps.config().settings.resync;
+  const { events } = await amiList(
+    { host: r.amiHost, port: r.amiPort, user: r.amiUser, secret: r.amiSecret, timeoutMs: deps.amiTimeoutMs ?? 5000, log: deps.log },
+    { Action: 'PJSIPShowEndpoint', Endpoint: account },
+  );
+  for (const e of events) {
+    if ((e.Event ?? '').toLowerCase() !== 'contactstatusdetail') continue;
+    const m = /^sips?:(?:[^@]*@)?(\[[0-9a-fA-F:.]+\]|[0-9.]+)(?::(\d{1,5}))?/.exec(e.URI ?? '');
+    if (m) return { host: m[1].replace(/^\[|\]$/g, ''), port: m[2] ? Number(m[2]) : 5060 };
+  }
+  return 'the endpoint has no contact: is the phone registered?';
 }
 
 function fromHostOf(config: Config): string {

@@ -26,7 +26,11 @@ export type Outcome = (
   | { kind: 'rendered'; rendered: Rendered; file: string; mac?: Mac; secrets: boolean; proof?: Proof }
   | { kind: 'firmware'; path: string; size: number; file: string }
   | { kind: 'error'; message: string }
-) & { trace: TraceStep[] };
+) & {
+  trace: TraceStep[];
+  /** what the request name says: the MAC it carries, or the model of a model-common file (evidence for the inventory) */
+  named?: { mac?: Mac; model?: { vendor: string; id: string } };
+};
 
 export interface ProviderDeps {
   registry: () => VendorRegistry;
@@ -80,9 +84,12 @@ export function provide(deps: ProviderDeps, rawName: string, ctx: RequestContext
   const common = r.matches.find((m) => m.file.scope !== 'device');
   if (common) {
     say('device', `a file common to ${common.model ? `every ${common.file.vendor.name} ${common.model.id}` : `every ${common.file.vendor.name} phone`}: no device, no secrets, no proof needed`);
-    return render(deps, common, undefined, r.name, undefined, trace);
+    const out = render(deps, common, undefined, r.name, undefined, trace);
+    if (common.model) out.named = { model: { vendor: common.file.vendor.id, id: common.model.id } };
+    return out;
   }
   const mac = r.matches[0].mac!;
+  const named = { mac };
   const uaWhy = deps.guard.checkUserAgent(ctx.ip, ctx.proto, mac, ctx.userAgent, !ctx.dryRun);
   if (uaWhy) say('user-agent', `${uaWhy}: counts as an offence against ${ctx.ip}`);
   // The OUI (public, fixed) narrows which vendor's file this is; proof for a file with secrets
@@ -115,12 +122,12 @@ export function provide(deps: ProviderDeps, rawName: string, ctx: RequestContext
     if (!proof.ok) {
       say('proof', `a name that may hold secrets needs proof before the device is looked up (so that probing learns nothing): ${proofSays(proof, trace)}`);
       unproved();
-      return { kind: 'noproof', proof, mac, file: r.name, trace };
+      return { kind: 'noproof', proof, mac, file: r.name, trace, named };
     }
   }
   if (!proof?.ok && !(picked && !('unknownMac' in picked) && picked.match.file.spec.secrets)) unproved();
-  if (!picked) return { kind: 'notfound', reason: 'no such file', trace };
-  if ('unknownMac' in picked) return { kind: 'notfound', reason: 'unknown MAC', mac, trace };
+  if (!picked) return { kind: 'notfound', reason: 'no such file', trace, named };
+  if ('unknownMac' in picked) return { kind: 'notfound', reason: 'unknown MAC', mac, trace, named };
   const d = picked.device!;
   if (picked.match.file.spec.secrets && !proof) {
     proof = prove(mac);
@@ -128,12 +135,14 @@ export function provide(deps: ProviderDeps, rawName: string, ctx: RequestContext
     if (!proof.ok) {
       unproved();
       say('proof', `${picked.match.file.spec.name} holds secrets: ${proofSays(proof, trace)}`);
-      return { kind: 'noproof', proof, mac, file: r.name, trace };
+      return { kind: 'noproof', proof, mac, file: r.name, trace, named };
     }
   }
   if (proof?.ok) say('proof', `proved by ${proof.by}`);
   else if (!picked.match.file.spec.secrets) say('proof', `${picked.match.file.spec.name} holds no secrets: no proof needed`);
-  return render(deps, picked.match, d, r.name, proof, trace);
+  const out = render(deps, picked.match, d, r.name, proof, trace);
+  out.named = named;
+  return out;
 }
 
 function proofSays(p: Extract<Proof, { ok: false }>, trace: TraceStep[]): string {

@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { FileMatch, VendorRegistry } from '../vendors/registry.js';
+import { fileFits, modelKey, type FileMatch, type VendorRegistry } from '../vendors/registry.js';
 import type { DeviceRow, Store } from '../store/index.js';
 
 export type Resolution =
@@ -86,5 +86,7 @@ export function pickMatch(matches: FileMatch[], store: Store): { match: FileMatc
   if (!device) return { unknownMac: mac };
   const mine = matches.find((m) => m.file.vendor.id === device.vendor);
   if (!mine) return { unknownMac: mac };
+  // a file only some model families ask for is no file of the others
+  if (!fileFits(mine.file.vendor, mine.file.spec, mine.file.vendor.modelByKey.get(modelKey(device.model)))) return null;
   return { match: mine, device };
 }

@@ -4,6 +4,8 @@
  * result. A cache entry is valid while the configuration generation and the device's
  * revision are the ones it was rendered from: any input change drops it.
  */
+import { configSource } from '../inventory/multicell.js';
+import type { Mac } from '../mac.js';
 import { defaultModel } from '../inventory/rules.js';
 import crypto from 'node:crypto';
 import Mustache from 'mustache';
@@ -12,7 +14,7 @@ import { DEFAULT_TENANT, type Config, type Template } from '../config/index.js';
 import { readTemplate } from '../config/template.js';
 import { parseIni } from '../config/ini-file.js';
 import type { DeviceRow, Store } from '../store/index.js';
-import type { CompiledFile, FileMatch, Vendor, VendorModel, VendorRegistry } from '../vendors/registry.js';
+import { fileFits, templateFor, type CompiledFile, type FileMatch, type Vendor, type VendorModel, type VendorRegistry } from '../vendors/registry.js';
 import { pinStore } from '../store/pin.js';
 import { buildView } from './view.js';
 import { applyIpMap, compileIpMap } from './ipmap.js';
@@ -64,9 +66,13 @@ export class Renderer {
   /** Renders a file for a known device, or a common/model file when device is undefined. */
   render(match: FileMatch, device?: DeviceRow): Rendered {
     const gen = this.deps.generation();
-    const key = `${device?.mac ?? '*'}|${match.file.vendor.id}|${match.file.spec.name}|${match.model?.id ?? ''}`;
+    // the firmware a phone reports selects parameter variants where its vendor has them
+    const fw = match.file.vendor.firmwareVariants?.length ? device?.firmware ?? '' : '';
+    const key = `${device?.mac ?? '*'}|${match.file.vendor.id}|${match.file.spec.name}|${match.model?.id ?? ''}|${fw}`;
     const hit = this.cache.get(key);
-    if (hit && hit.gen === gen && hit.rev === (device?.rev ?? 0)) {
+    // a tied base changes with its primary too (revisions only grow: the sum does whenever either does)
+    const rev = device ? device.rev + (device.shares_with ? configSource(this.deps.store, device).rev : 0) : 0;
+    if (hit && hit.gen === gen && hit.rev === rev) {
       // refresh LRU position
       this.cache.delete(key);
       this.cache.set(key, hit);
@@ -76,7 +82,7 @@ export class Renderer {
     this.misses++;
     const value = this.renderUncached(match.file, match.model, device);
     if (hit) this.drop(key, hit);
-    this.cache.set(key, { gen, rev: device?.rev ?? 0, value });
+    this.cache.set(key, { gen, rev, value });
     this.cacheBytes += value.body.length;
     while (this.cacheBytes > this.maxBytes && this.cache.size > 1) {
       const [k, e] = this.cache.entries().next().value as [string, CacheEntry];
@@ -117,6 +123,12 @@ export class Renderer {
     let template: Template;
     let tenantId = DEFAULT_TENANT;
     let lines = undefined;
+    // a tied base of a multicell system is served its primary's lines, template and stage under its own MAC
+    const own = device;
+    if (device?.shares_with) {
+      const primary = configSource(this.deps.store, device);
+      device = { ...primary, mac: device.mac, label: device.label || primary.label, rev: device.rev };
+    }
     if (device) {
       model = this.deps.registry.model(vendor.id, device.model);
       if (!model) throw new ApsError('APS_ERR_TEMPLATE', `device ${device.mac}: ${vendor.name} has no model "${device.model}"`, { key: device.mac });
@@ -124,28 +136,33 @@ export class Renderer {
       const t = device.template ? config.templates.get(device.template) : undefined;
       if (device.template && !t) warnings.push(`template "${device.template}" no longer exists: built-in defaults used`);
       template = t ?? defaultTemplate(vendor, model);
-      lines = this.deps.store.lines(device.mac);
+      lines = this.deps.store.lines((own?.shares_with ?? device.mac) as Mac);
     } else {
-      model = model ?? defaultModel(vendor).model;
+      // a common file is rendered for the vendor's default model, or the first model that asks for it
+      const dm = defaultModel(vendor).model;
+      model = model ?? (fileFits(vendor, file.spec, dm) ? dm : vendor.models.find((m) => fileFits(vendor, file.spec, m)) ?? dm);
       template = defaultTemplate(vendor, model);
     }
     const tenant = config.tenants.get(tenantId) ?? config.tenants.get(DEFAULT_TENANT)!;
     const credentials = device ? this.deps.store.credentials(device.mac) : undefined;
-    const acct = device?.state === 'unprovisioned' ? pinStore(this.deps.store).unprovAccountOf(device.mac, config.settings.provisioning.unprovPrefix) : undefined;
+    // one system registers as one unprov account: its primary's
+    const acct = device?.state === 'unprovisioned' ? pinStore(this.deps.store).unprovAccountOf((own?.shares_with ?? device.mac) as Mac, config.settings.provisioning.unprovPrefix) : undefined;
     const unprov = acct && { account: acct.account, password: acct.secret };
     const view = buildView({ config, vendor, model, tenant, template, device, lines, credentials, unprov }, { warnings });
-    const text = vendor.templates.get(file.spec.template)!;
+    const templateName = templateFor(vendor, file.spec, model);
+    const text = vendor.templates.get(templateName)!;
     let out: string;
     try {
       out = Mustache.render(text, view, (name) => vendor.templates.get(name), {
         escape: file.spec.format === 'xml' ? escapeXml : escapeText,
       });
     } catch (e) {
-      throw new ApsError('APS_ERR_TEMPLATE', `rendering ${vendor.id}/templates/${file.spec.template}.mustache failed: ${(e as Error).message}`, {
-        file: `${vendor.dir}/templates/${file.spec.template}.mustache`,
+      throw new ApsError('APS_ERR_TEMPLATE', `rendering ${vendor.id}/templates/${templateName}.mustache failed: ${(e as Error).message}`, {
+        file: `${vendor.dir}/templates/${templateName}.mustache`,
       });
     }
     out = applyIpMap(out, this.ipMapFor(tenant.id, tenant.ipDnsMap, config.settings.ipDnsMap));
+    if (file.spec.lineEnding === 'crlf') out = out.replace(/\r?\n/g, '\r\n');
     const body = Buffer.from(out, 'utf8');
     return {
       body,

@@ -17,6 +17,7 @@ import type { Logger } from '../log.js';
 import type { Settings } from '../config/index.js';
 import type { DigestAuth } from '../provisioning/digest.js';
 import type { Guard } from '../provisioning/guard.js';
+import type { FetchLog } from '../inventory/fetches.js';
 import { normalizeIp } from '../net/address.js';
 import { provide, refresh, type ProviderDeps } from '../provisioning/provider.js';
 import { ConnectionGate, connectionBudget } from './limits.js';
@@ -29,6 +30,8 @@ export interface ApiRequestInfo {
 
 export interface HttpServerDeps extends ProviderDeps {
   guard: Guard;
+  /** where every fetch that names a MAC is recorded (src/inventory/fetches.ts) */
+  fetches?: Pick<FetchLog, 'record'>;
   auth: DigestAuth;
   settings: () => Settings;
   /** handles /api/… requests (any method); absent: 404 */
@@ -219,6 +222,12 @@ export class HttpService {
     const out = provide(this.deps, name.name, { proto, ip, userAgent: ua }, (mac) =>
       this.deps.guard.http({ proto, method, url, authorization: req.headers.authorization, ip, certMac }, mac));
     const ms = () => Number(process.hrtime.bigint() - started) / 1e6;
+    if (out.named && this.deps.fetches) {
+      const fetches = this.deps.fetches;
+      const named = out.named;
+      const proof = out.kind === 'rendered' && out.proof?.ok ? out.proof.by : undefined;
+      res.once('finish', () => fetches.record({ at: Date.now(), ip, proto, file: name.name, answer: String(res.statusCode), proof, userAgent: ua, mac: named.mac, model: named.model }));
+    }
     switch (out.kind) {
       case 'banned':
         this.sendBanned(res, req);

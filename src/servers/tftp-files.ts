@@ -2,16 +2,21 @@
 import { Refusals } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Guard } from '../provisioning/guard.js';
+import type { FetchLog } from '../inventory/fetches.js';
 import { normalizeIp } from '../net/address.js';
 import { provide, refresh, type ProviderDeps } from '../provisioning/provider.js';
 import type { TftpRequest, TftpSource } from './tftp.js';
 
-export function tftpResolver(deps: ProviderDeps & { guard: Guard; log: Logger }) {
+export function tftpResolver(deps: ProviderDeps & { guard: Guard; log: Logger; fetches?: Pick<FetchLog, 'record'> }) {
   return (req: TftpRequest): TftpSource => {
     const ip = normalizeIp(req.remote.address);
     refresh(deps);
     const out = provide(deps, req.file, { proto: 'tftp', ip }, (mac) => deps.guard.tftp(ip, mac));
     const log = deps.log;
+    if (out.named && deps.fetches) {
+      const answer = out.kind === 'rendered' || out.kind === 'firmware' ? 'ok' : out.kind === 'banned' ? 'silent' : `error ${Refusals[out.kind === 'noproof' ? 'noproof' : out.kind === 'notfound' ? 'notfound' : out.kind === 'refused' ? 'refused' : 'error'].tftp}`;
+      deps.fetches.record({ at: Date.now(), ip, proto: 'tftp', file: req.file, answer, proof: out.kind === 'rendered' && out.proof?.ok ? out.proof.by : undefined, mac: out.named.mac, model: out.named.model });
+    }
     switch (out.kind) {
       case 'banned':
         // a banned address gets no answer at all

@@ -26,6 +26,12 @@ export interface DeviceRow {
   updated_at: number;
   seen_at: number | null;
   last_ip: string | null;
+  /** the firmware version the phone last reported (User-Agent), if any */
+  firmware: string | null;
+  /** the protocol of its last fetch: http, https, tftp (null: seen by discovery only) */
+  seen_proto: string | null;
+  /** a base of a multicell DECT system: the MAC of the base whose configuration it is served */
+  shares_with: string | null;
   rev: number;
 }
 
@@ -236,6 +242,11 @@ export class Store {
     this.devCache?.clear();
   }
 
+  /** Drops one device's cached row (its contact facts changed in a way that matters to rendering: the firmware it reports). */
+  forget(mac: Mac): void {
+    this.devCache?.delete(mac);
+  }
+
   close(): void {
     this.db.close();
   }
@@ -270,9 +281,22 @@ export class Store {
    * a second writer (another apsctl, apsd) waits its turn within the busy timeout instead of
    * failing half-way; all of `fn` is written, or nothing.
    */
-  transaction<T>(fn: () => T): T {
-    this.written();
+  transaction<T>(fn: () => T, opts: { keepCache?: boolean } = {}): T {
+    // a write that changes no device's configuration (observations, last contact) keeps the cached rows
+    if (!opts.keepCache) this.written();
     return this.db.transaction(fn).immediate();
+  }
+
+  /** A fact about the running daemon (the configuration it runs, its pid …), for apsctl. */
+  meta(key: string): string | undefined {
+    return (this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value;
+  }
+
+  setMeta(values: Record<string, string>): void {
+    const put = this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+    this.transaction(() => {
+      for (const [k, v] of Object.entries(values)) put.run(k, v);
+    }, { keepCache: true });
   }
 
   /** Every lease apsd knows: captured ones, and the built-in server's bound and offered ones. */
@@ -336,7 +360,7 @@ export class Store {
     }).immediate();
   }
 
-  updateDevice(mac: Mac, patch: Partial<Pick<DeviceRow, 'tenant' | 'template' | 'model' | 'label' | 'state'>>): DeviceRow {
+  updateDevice(mac: Mac, patch: Partial<Pick<DeviceRow, 'tenant' | 'template' | 'model' | 'label' | 'state' | 'shares_with'>>): DeviceRow {
     this.written();
     const keys = Object.keys(patch).filter((k) => (patch as Record<string, unknown>)[k] !== undefined);
     const now = Date.now();

@@ -127,4 +127,31 @@ export const MIGRATIONS: string[] = [
     WHERE NOT EXISTS (SELECT 1 FROM unprov_accounts a WHERE a.mac = d.mac)
       AND NOT EXISTS (SELECT 1 FROM unprov_accounts a WHERE a.account = 'unprov-' || d.mac);
   `,
+  // 5: every fetch that names a MAC (bounded per device and in time), and what the phone last said of itself
+  `
+  CREATE TABLE observations (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          INTEGER NOT NULL,
+    mac         TEXT NOT NULL,
+    ip          TEXT NOT NULL,
+    proto       TEXT NOT NULL,
+    file        TEXT NOT NULL,
+    answer      TEXT NOT NULL,
+    proof       TEXT NOT NULL DEFAULT '',
+    user_agent  TEXT NOT NULL DEFAULT '',
+    ua_vendor   TEXT,
+    ua_model    TEXT,
+    ua_firmware TEXT,
+    ua_mac      TEXT
+  );
+  CREATE INDEX observations_mac ON observations (mac, id);
+  CREATE INDEX observations_at ON observations (at);
+  ALTER TABLE devices ADD COLUMN firmware TEXT;
+  ALTER TABLE devices ADD COLUMN seen_proto TEXT;
+  -- a DECT base of a multicell system that is served the configuration of another base (its primary)
+  ALTER TABLE devices ADD COLUMN shares_with TEXT REFERENCES devices (mac) ON DELETE SET NULL;
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+  -- a phone without any line is in the unprovisioned stage (its own unprov account)
+  UPDATE devices SET state = 'unprovisioned' WHERE state = 'provisioned' AND NOT EXISTS (SELECT 1 FROM lines l WHERE l.mac = devices.mac);
+  `,
 ];

@@ -9,11 +9,12 @@ import path from 'node:path';
 import Mustache from 'mustache';
 import { ApsError } from '../errors.js';
 import { macOui, type Mac } from '../mac.js';
-import { KEY_TYPES, LANGUAGES, OPTIONAL_KEYS, TONE_COUNTRIES, TRANSPORTS } from '../config/template.js';
-import type { RefusedFile, VendorData, VendorFile, VendorModel } from './types.js';
+import { KEY_TYPES, LANGUAGES, OPTIONAL_KEYS, readTemplate, TEMPLATE_SECTIONS, TONE_COUNTRIES, TRANSPORTS } from '../config/template.js';
+import { parseIni } from '../config/ini-file.js';
+import { PARAM_LISTS, type ParamRange, type RefusedFile, type VendorData, type VendorFamily, type VendorFile, type VendorModel } from './types.js';
 import { optionType } from '../wire/dhcp-options.js';
 
-export type { RefusedFile, VendorData, VendorFile, VendorModel } from './types.js';
+export type { RefusedFile, VendorData, VendorFamily, VendorFile, VendorModel } from './types.js';
 
 /** Confidence of an identification, lowest to highest. */
 export const Confidence = { oui: 1, vendorClass: 2, userAgent: 3 } as const;
@@ -34,6 +35,8 @@ export interface CompiledFile {
   vendor: Vendor;
   re: RegExp;
   scope: 'common' | 'model' | 'device';
+  /** the name of the {code:<name>} placeholder in the file name, if any */
+  codeName?: string;
 }
 
 export interface Identification {
@@ -178,7 +181,13 @@ export class VendorRegistry {
         const mac = (g.mac ?? g.MAC)?.toLowerCase() as Mac | undefined;
         let model: VendorModel | undefined;
         if (g.code !== undefined) {
-          model = v.models.find((x) => x.code !== undefined && x.code.toLowerCase() === g.code.toLowerCase());
+          model = v.models.find((x) => x.code !== undefined && x.code.toLowerCase() === g.code.toLowerCase() && fileFits(v, cf.spec, x));
+          if (!model) continue;
+        }
+        if (cf.codeName !== undefined) {
+          const want = g.named.toLowerCase();
+          const name = cf.codeName;
+          model = v.models.find((x) => x.codes?.[name] !== undefined && x.codes[name].toLowerCase() === want && (!model || x === model));
           if (!model) continue;
         }
         out.push({ file: cf, mac, model });
@@ -225,6 +234,9 @@ function modelFromClass(v: Vendor, vendorClass: string): string | undefined {
   return best?.id;
 }
 
+/** Every tab and key of a template at its default: what `unsupported` may name. */
+const TEMPLATE_DEFAULTS = readTemplate(parseIni('[template]\nvendor = x\nmodel = x\n', '(defaults).ini'));
+
 /**
  * Every problem of the vendor data, each with its file and field, reported at once (as a linter
  * would): an administrator who edits a vendor.json sees everything to fix in one go.
@@ -265,6 +277,9 @@ function checkDhcpAnswers(data: VendorData, fail: (key: string, message: string,
       return;
     }
     if (!['url', 'host', 'ip'].includes(a.value)) fail(`${key}.value`, `"${a.value}" is not an answer value`, 'url, host, ip or sub');
+    if (a.append !== undefined && (a.value !== 'url' || typeof a.append !== 'string' || !/^[\x21-\x7e]+$/.test(a.append))) {
+      fail(`${key}.append`, 'append is text added to a url answer', 'value url and printable text without spaces, e.g. $mac.cfg');
+    }
     if (a.code === 43) fail(key, 'option 43 is written as sub-options only', 'value sub with a suboption');
   }));
 }
@@ -333,6 +348,16 @@ export function loadVendor(dir: string): Vendor {
     if (!m.id) fail(`models[${i}].id`, 'missing');
     if (!Number.isInteger(m.lines) || m.lines < 1) fail(`models[${i}].lines`, `${m.lines} is not a line count`, 'a whole number ≥ 1');
     if (!Number.isInteger(m.keys) || m.keys < 0) fail(`models[${i}].keys`, `${m.keys} is not a key count`, 'a whole number ≥ 0');
+    if (m.handsets !== undefined) {
+      if (!Number.isInteger(m.handsets) || m.handsets < 1) fail(`models[${i}].handsets`, `${m.handsets} is not a handset count`, 'a whole number ≥ 1 (a DECT base)');
+      if (m.lines > m.handsets) fail(`models[${i}].lines`, `${m.lines} lines on a base for ${m.handsets} handsets`, 'at most one line per handset: line N is handset N');
+    }
+    if (m.family !== undefined && !data.families?.[m.family]) fail(`models[${i}].family`, `no family "${m.family}"`, `a key of "families": ${Object.keys(data.families ?? {}).join(', ') || '(none)'}`);
+    if (m.keysPerPage !== undefined && (!Number.isInteger(m.keysPerPage) || m.keysPerPage < 1)) fail(`models[${i}].keysPerPage`, `${m.keysPerPage} is not a key count`, 'a whole number ≥ 1');
+    for (const [name, code] of Object.entries(m.codes ?? {})) {
+      if (!/^[a-z][a-z0-9]*$/.test(name)) fail(`models[${i}].codes`, `"${name}" is not a code name`, 'lower-case letters and digits, e.g. cfg');
+      if (typeof code !== 'string' || !CODE_RE.test(code)) fail(`models[${i}].codes.${name}`, `"${code}" is not a model code`, "letters, digits, '.', '_' and '-'");
+    }
     for (const name of [m.id, ...(m.aliases ?? [])]) {
       const k = modelKey(name);
       const prev = modelByKey.get(k);
@@ -371,21 +396,40 @@ export function loadVendor(dir: string): Vendor {
     if (!templates.has(f.template)) fail(`files[${i}].template`, `no template "${f.template}"`, `a file templates/${f.template}.mustache`);
     if (f.format !== 'text' && f.format !== 'xml') fail(`files[${i}].format`, `"${f.format}" is not a format`, 'text or xml');
     if (typeof f.secrets !== 'boolean') fail(`files[${i}].secrets`, 'missing', 'true or false');
+    (f.families ?? []).forEach((fid, j) => {
+      if (!data.families?.[fid]) fail(`files[${i}].families[${j}]`, `no family "${fid}"`, `a key of "families": ${Object.keys(data.families ?? {}).join(', ') || '(none)'}`);
+    });
+    if (f.lineEnding !== undefined && f.lineEnding !== 'lf' && f.lineEnding !== 'crlf') fail(`files[${i}].lineEnding`, `"${String(f.lineEnding)}" is not a line ending`, 'lf or crlf');
     if (seenNames.has(f.name)) fail(`files[${i}].name`, `file ${f.name} is listed twice`);
     seenNames.add(f.name);
-    const { re, scope } = compileName(f.name, (m) => fail(`files[${i}].name`, m));
-    if (scope === 'model' && !data.models.some((m) => m.code)) fail(`files[${i}].name`, '{code} is used but no model has a code');
+    const { re, scope, codeName } = compileName(f.name, (m) => fail(`files[${i}].name`, m));
+    if (/\{code\}/.test(f.name) && !data.models.some((m) => m.code && fileFits(data, f, m))) fail(`files[${i}].name`, '{code} is used but no model that asks for it has a code');
+    if (codeName !== undefined && !data.models.some((m) => m.codes?.[codeName])) fail(`files[${i}].name`, `{code:${codeName}} is used but no model has a code "${codeName}"`);
+    if (!data.models.some((m) => fileFits(data, f, m))) fail(`files[${i}].families`, 'no model asks for this file', 'a family some model belongs to');
     if (f.secrets && scope !== 'device') fail(`files[${i}].secrets`, 'a file without a MAC in its name is served to anyone and cannot hold secrets');
-    vendor.compiledFiles.push({ spec: f, vendor, re, scope });
+    vendor.compiledFiles.push({ spec: f, vendor, re, scope, codeName });
   }));
   (data.refused ?? []).forEach((r, i) => p.check(() => {
     if (!r.why) fail(`refused[${i}].why`, 'missing', 'why aps does not answer this file');
     if (seenNames.has(r.name)) fail(`refused[${i}].name`, `file ${r.name} is both served and refused`);
     vendor.refusedRes.push({ spec: r, re: compileName(r.name, (m) => fail(`refused[${i}].name`, m)).re });
   }));
-  (data.unsupported ?? []).forEach((k, i) => p.check(() => {
-    if (!(k in OPTIONAL_KEYS)) fail(`unsupported[${i}]`, `"${k}" is not a template key that may be left out`, Object.keys(OPTIONAL_KEYS).join(', '));
-  }));
+  // unsupported: a key of OPTIONAL_KEYS, any "<section>.<key>" template setting, or a whole section
+  const checkUnsupported = (list: unknown, key: string) => {
+    if (list === undefined) return;
+    if (!Array.isArray(list)) return p.check(() => fail(key, 'not a list', 'a list of "<section>.<key>" template settings'));
+    (list as unknown[]).forEach((n, i) => p.check(() => {
+      if (typeof n === 'string' && n in OPTIONAL_KEYS) return;
+      const [section, k] = String(n).split('.', 2);
+      // a key must be one the template has (a typo would silently never warn)
+      const known = k === undefined || Object.prototype.hasOwnProperty.call((TEMPLATE_DEFAULTS as unknown as Record<string, Record<string, unknown>>)[section] ?? {}, k.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase()));
+      if (typeof n !== 'string' || !(TEMPLATE_SECTIONS as readonly string[]).includes(section) || section === 'template' || !known) {
+        fail(`${key}[${i}]`, `"${String(n)}" is not a template key that may be left out`, `a template section (paging), "<section>.<key>" (phone.tone_country) or one of ${Object.keys(OPTIONAL_KEYS).join(', ')}`);
+      }
+    }));
+  };
+  checkUnsupported(data.unsupported, 'unsupported');
+  data.models.forEach((m, i) => checkUnsupported(m.unsupported, `models[${i}].unsupported`));
   for (const [mapName, keys] of Object.entries(REQUIRED_MAPS)) {
     const map = data.maps?.[mapName];
     if (!map) {
@@ -394,13 +438,75 @@ export function loadVendor(dir: string): Vendor {
     }
     for (const k of keys) if (map[k] === undefined) p.check(() => fail(`maps.${mapName}.${k}`, 'missing', 'the vendor value for it'));
   }
-  const keyMap = data.maps?.keyType ?? {};
-  for (const k of Object.keys(keyMap)) {
-    if (!(KEY_TYPES as readonly string[]).includes(k)) p.check(() => fail(`maps.keyType.${k}`, `"${k}" is not a key type`, KEY_TYPES.join(', ')));
+  const checkKeyMap = (where: string, keyMap: Record<string, string>) => {
+    for (const k of Object.keys(keyMap)) {
+      if (!(KEY_TYPES as readonly string[]).includes(k)) p.check(() => fail(`${where}.${k}`, `"${k}" is not a key type`, KEY_TYPES.join(', ')));
+    }
+  };
+  for (const mapName of ['keyType', 'progkeyType', 'moduleKeyType']) checkKeyMap(`maps.${mapName}`, data.maps?.[mapName] ?? {});
+  const checkWidth = (where: string, w: unknown) => {
+    if (w !== undefined && (!Number.isInteger(w) || (w as number) < 1 || (w as number) > 8)) p.check(() => fail(where, `${String(w)} is not a width`, 'a whole number from 1 to 8'));
+  };
+  checkWidth('lineIdWidth', data.lineIdWidth);
+  for (const [fid, fam] of Object.entries(data.families ?? {})) {
+    for (const [from, to] of Object.entries(fam.templates ?? {})) {
+      if (!data.files.some((f) => f.template === from)) p.check(() => fail(`families.${fid}.templates.${from}`, `no file uses the template "${from}"`, 'the template name of one of "files"'));
+      if (!templates.has(to)) p.check(() => fail(`families.${fid}.templates.${from}`, `no template "${to}"`, `a file templates/${to}.mustache`));
+    }
+    for (const [mapName, map] of Object.entries(fam.maps ?? {})) {
+      const keys = REQUIRED_MAPS[mapName];
+      if (keys) for (const k of keys) if (map[k] === undefined) p.check(() => fail(`families.${fid}.maps.${mapName}.${k}`, 'missing', 'the vendor value for it'));
+      if (mapName === 'keyType') checkKeyMap(`families.${fid}.maps.keyType`, map);
+    }
+    checkUnsupported(fam.unsupported, `families.${fid}.unsupported`);
+    checkWidth(`families.${fid}.lineIdWidth`, fam.lineIdWidth);
   }
+  (data.firmwareVariants ?? []).forEach((fv, i) => p.check(() => {
+    if (!/^[a-z][A-Za-z0-9]*$/.test(fv.flag ?? '')) fail(`firmwareVariants[${i}].flag`, `"${fv.flag}" is not a flag name`, 'a name like legacySipServer');
+    if (!/^\d+(?:\.\d+)*$/.test(fv.below ?? '')) fail(`firmwareVariants[${i}].below`, `"${fv.below}" is not a version`, 'numbers and dots, e.g. 71');
+    if (fv.part !== undefined && (!Number.isInteger(fv.part) || fv.part < 0 || fv.part > 5)) fail(`firmwareVariants[${i}].part`, `${fv.part} is not a version part`, '0 to 5');
+    if (!fv.source) fail(`firmwareVariants[${i}].source`, 'every fact needs a source', 'where the difference is documented');
+  }));
+  checkParams(data, fail, (f) => p.check(f));
   if (!data.resync?.event) p.check(() => fail('resync.event', 'missing', 'the SIP NOTIFY event, e.g. check-sync'));
   if (p.list.length) throw new VendorDataError(p.list);
   return vendor;
+}
+
+/** params: named tables of numbered parameter ranges (and the keys a model family has no setting for); models name existing tables. */
+function checkParams(data: VendorData, fail: (key: string, message: string, expected?: string) => never, check: (f: () => void) => void): void {
+  const tables = data.params ?? {};
+  for (const [name, table] of Object.entries(tables)) {
+    (table.unsupported ?? []).forEach((k, i) => check(() => {
+      if (!(k in OPTIONAL_KEYS)) fail(`params.${name}.unsupported[${i}]`, `"${k}" is not a template key that may be left out`, Object.keys(OPTIONAL_KEYS).join(', '));
+    }));
+    for (const [list, ranges] of Object.entries(table)) check(() => {
+      if (list === 'unsupported') return;
+      const where = `params.${name}.${list}`;
+      if (!(PARAM_LISTS as readonly string[]).includes(list)) fail(where, `"${list}" is not a list`, PARAM_LISTS.join(', '));
+      if (!Array.isArray(ranges)) fail(where, 'not a list of ranges');
+      (ranges as ParamRange[]).forEach((r, i) => check(() => {
+        const at = `${where}[${i}]`;
+        if (!Number.isInteger(r.from) || !Number.isInteger(r.to) || r.from < 1 || r.to < r.from) fail(at, `${r.from}..${r.to} is not a range`, 'whole numbers 1 ≤ from ≤ to');
+        if (r.step !== undefined && !Number.isInteger(r.step)) fail(`${at}.step`, `${r.step} is not a whole number`);
+        if (r.typeMap !== undefined && !data.maps?.[r.typeMap]) fail(`${at}.typeMap`, `no map "${r.typeMap}"`, 'the name of a map in maps');
+        for (const k of Object.keys(r.typeMap ? data.maps?.[r.typeMap] ?? {} : {})) {
+          if (!(KEY_TYPES as readonly string[]).includes(k)) fail(`maps.${r.typeMap}.${k}`, `"${k}" is not a key type`, KEY_TYPES.join(', '));
+        }
+        if (!r.fields || Object.keys(r.fields).length === 0) fail(`${at}.fields`, 'missing', 'field name → parameter number');
+        for (const [f, v] of Object.entries(r.fields)) {
+          const ok = Number.isInteger(v) || (Array.isArray(v) && v.length === 2 && v.every(Number.isInteger));
+          if (!ok) fail(`${at}.fields.${f}`, `${JSON.stringify(v)} is not a parameter number`, 'a number, or [base, step]');
+        }
+        (ranges as ParamRange[]).slice(0, i).forEach((o, j) => {
+          if ((o.module ?? 1) === (r.module ?? 1) && r.from <= o.to && o.from <= r.to) fail(at, `overlaps ${where}[${j}]`);
+        });
+      }));
+    });
+  }
+  (data.models ?? []).forEach((m, i) => check(() => {
+    if (m.params !== undefined && !tables[m.params]) fail(`models[${i}].params`, `no parameter table "${m.params}"`, Object.keys(tables).join(', ') || 'a params entry');
+  }));
 }
 
 function compileRe(src: string, fail: (m: string) => never): RegExp {
@@ -411,10 +517,14 @@ function compileRe(src: string, fail: (m: string) => never): RegExp {
   }
 }
 
-function compileName(name: string, fail: (m: string) => never): { re: RegExp; scope: 'common' | 'model' | 'device' } {
-  if (!/^[A-Za-z0-9._{}-]+$/.test(name)) fail(`"${name}" is not a plain file name pattern`);
+/** What a model code may hold: the characters of a file name, no path. */
+const CODE_RE = /^[A-Za-z0-9._-]+$/;
+
+function compileName(name: string, fail: (m: string) => never): { re: RegExp; scope: 'common' | 'model' | 'device'; codeName?: string } {
+  if (!/^[A-Za-z0-9._{}:-]+$/.test(name)) fail(`"${name}" is not a plain file name pattern`);
   let scope: 'common' | 'model' | 'device' = 'common';
-  const parts = name.split(/(\{[A-Za-z]+\})/);
+  let codeName: string | undefined;
+  const parts = name.split(/(\{[A-Za-z]+(?::[a-z][a-z0-9]*)?\})/);
   const src = parts
     .map((p) => {
       if (p === '{mac}' || p === '{MAC}') {
@@ -423,19 +533,54 @@ function compileName(name: string, fail: (m: string) => never): { re: RegExp; sc
       }
       if (p === '{code}') {
         if (scope === 'common') scope = 'model';
-        return '(?<code>[A-Za-z0-9]+)';
+        return '(?<code>[A-Za-z0-9-]+)';
       }
-      if (/^\{.*\}$/.test(p)) fail(`unknown placeholder ${p}`);
+      const named = /^\{code:([a-z][a-z0-9]*)\}$/.exec(p);
+      if (named) {
+        if (codeName !== undefined) fail('only one {code:<name>} placeholder per file name');
+        codeName = named[1];
+        if (scope === 'common') scope = 'model';
+        return '(?<named>[A-Za-z0-9._-]+?)';
+      }
+      if (/[{}:]/.test(p)) fail(`unknown placeholder ${p}`);
       return p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     })
     .join('');
-  return { re: new RegExp(`^${src}$`), scope };
+  return { re: new RegExp(`^${src}$`), scope, codeName };
+}
+
+/** The family a model belongs to, if any. */
+export function familyOf(vendor: VendorData, model: VendorModel | undefined): VendorFamily | undefined {
+  return model?.family ? vendor.families?.[model.family] : undefined;
+}
+
+/** Whether a model asks for this file (files limited to some families are not asked by the others). */
+export function fileFits(vendor: VendorData, spec: VendorFile, model: VendorModel | undefined): boolean {
+  if (!spec.families) return true;
+  return !!model?.family && spec.families.includes(model.family);
+}
+
+/** The template a file is rendered from for a model: its family's own, else the file's. */
+export function templateFor(vendor: VendorData, spec: VendorFile, model: VendorModel | undefined): string {
+  return familyOf(vendor, model)?.templates?.[spec.template] ?? spec.template;
 }
 
 /** The request name for a vendor file, given the device MAC and model code. */
-export function fileNameFor(spec: VendorFile, mac?: Mac, code?: string): string {
+export function fileNameFor(spec: VendorFile, mac?: Mac, code?: string, codes?: Record<string, string>): string {
   return spec.name
     .replace('{mac}', mac ?? '')
     .replace('{MAC}', (mac ?? '').toUpperCase())
-    .replace('{code}', code ?? '');
+    .replace('{code}', code ?? '')
+    .replace(/\{code:([a-z][a-z0-9]*)\}/, (_, n: string) => codes?.[n] ?? '');
+}
+
+/**
+ * The request name of a vendor file for this model, or undefined when the model has no such
+ * file (the name needs a model code, or a named code, the model does not have).
+ */
+export function fileNameForModel(spec: VendorFile, mac: Mac | undefined, model: VendorModel): string | undefined {
+  if (spec.name.includes('{code}') && !model.code) return undefined;
+  const named = /\{code:([a-z][a-z0-9]*)\}/.exec(spec.name);
+  if (named && !model.codes?.[named[1]]) return undefined;
+  return fileNameFor(spec, mac, model.code, model.codes);
 }

@@ -5,15 +5,17 @@ import type { VendorRegistry } from './registry.js';
 
 export function checkTemplates(config: Config, registry: VendorRegistry): void {
   for (const t of config.templates.values()) {
+    // an inherited vendor or model is reported where it is written (the parent's file)
+    const at = (key: 'vendor' | 'model') => t.sources?.get(`[template]${key}`) ?? { file: t.file, line: t.lines?.[key] ?? 0 };
     const v = registry.get(t.vendor);
     if (!v) {
       throw new ApsError('APS_ERR_CONFIG', `no vendor "${t.vendor}"`, {
-        file: t.file, line: t.lines?.vendor, key: '[template] vendor', expected: `one of ${registry.list().map((x) => x.id).join(', ')}`,
+        file: at('vendor').file, line: at('vendor').line || undefined, key: '[template] vendor', expected: `one of ${registry.list().map((x) => x.id).join(', ')}`,
       });
     }
     if (!registry.model(v.id, t.model)) {
       throw new ApsError('APS_ERR_CONFIG', `${v.name} has no model "${t.model}"`, {
-        file: t.file, line: t.lines?.model, key: '[template] model', expected: `one of ${v.models.map((m) => m.id).join(', ')}`,
+        file: at('model').file, line: at('model').line || undefined, key: '[template] model', expected: `one of ${v.models.map((m) => m.id).join(', ')}`,
       });
     }
   }

@@ -173,6 +173,18 @@ class Conn {
     throw amiError(`AMI ${this.where}: no response among too many messages`);
   }
 
+  /** The events of a list action (EventList: start … the event with EventList: Complete), by ActionID. */
+  async events(actionId: string): Promise<AmiMessage[]> {
+    const out: AmiMessage[] = [];
+    for (let i = 0; i < MAX_MESSAGES; i++) {
+      const m = await this.next();
+      if (amiGet(m, 'ActionID') !== actionId || amiGet(m, 'Event') === undefined) continue;
+      if ((amiGet(m, 'EventList') ?? '').toLowerCase() === 'complete') return out;
+      out.push(m);
+    }
+    throw amiError(`AMI ${this.where}: the event list did not end`);
+  }
+
   send(text: string): void {
     this.sock.write(text);
   }
@@ -184,6 +196,15 @@ class Conn {
  * broken connection; context.response holds the AMI Message when there is one.
  */
 export async function amiAction(opts: AmiOptions, action: AmiAction): Promise<AmiMessage> {
+  return (await exchange(opts, action, false)).response;
+}
+
+/** A list action (PJSIPShowEndpoint …): its response and the events it lists. Errors as amiAction. */
+export async function amiList(opts: AmiOptions, action: AmiAction): Promise<{ response: AmiMessage; events: AmiMessage[] }> {
+  return exchange(opts, action, true);
+}
+
+async function exchange(opts: AmiOptions, action: AmiAction, list: boolean): Promise<{ response: AmiMessage; events: AmiMessage[] }> {
   const name = (Array.isArray(action.Action) ? action.Action[0] : action.Action) ?? '';
   if (!name) throw amiError('AMI action without an Action header', { expected: "{ Action: 'PJSIPNotify', … }" });
   const tag = `aps-${process.pid}-${++seq}`;
@@ -220,13 +241,18 @@ export async function amiAction(opts: AmiOptions, action: AmiAction): Promise<Am
       const why = amiGet(resp, 'Message') ?? amiGet(resp, 'Response') ?? 'error';
       throw amiError(`AMI ${where}: ${name} failed: ${why}`, { reason: 'action', response: why });
     }
+    let events: AmiMessage[] = [];
+    if (list) {
+      phase = `waiting for the ${name} events`;
+      events = await conn.events(actionId);
+    }
     log?.debug('ami action done', { host: opts.host, action: name, response: amiGet(resp, 'Message') });
     // Logoff is a courtesy: its answer (Goodbye) or the close is waited for briefly, its failure ignored
     phase = 'logging off';
     conn.send(encodeAmiAction({ Action: 'Logoff', ActionID: `${tag}-o` }));
     const bye = conn.response(`${tag}-o`).catch(() => undefined); // Asterisk closes right after Goodbye
     await Promise.race([bye, new Promise((r) => setTimeout(r, Math.min(1000, opts.timeoutMs)).unref())]);
-    return resp;
+    return { response: resp, events };
   } finally {
     clearTimeout(timer);
     conn.fail(amiError('done')); // releases any waiter

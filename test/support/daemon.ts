@@ -42,6 +42,22 @@ export function ctl(configDir: string, ...args: string[]) {
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+/** apsctl without blocking this process (for peers that live in it: a fake AMI manager, a phone's SIP socket). */
+export function ctlAsync(configDir: string, args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [APSCTL, '--config', configDir, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    const t = setTimeout(() => p.kill('SIGKILL'), 40_000);
+    p.on('close', (status) => {
+      clearTimeout(t);
+      resolve({ status, stdout, stderr });
+    });
+  });
+}
+
 export async function startDaemon(opts: { setup?: (configDir: string, stateDir: string) => void; env?: NodeJS.ProcessEnv; args?: string[] } = {}): Promise<Daemon> {
   const { dir, configDir, stateDir } = copyFixtureConfig();
   opts.setup?.(configDir, stateDir);

@@ -73,6 +73,8 @@ export interface FakeManagerOptions {
   reply?: (a: AmiRecorded) => string[] | null;
   /** send an event before each response */
   chatty?: boolean;
+  /** a list action (PJSIPShowEndpoint …): the events it lists, each as header lines (ActionID and the final EventList: Complete are added); null = not a list */
+  events?: (a: AmiRecorded) => string[][] | null;
 }
 
 /**
@@ -124,8 +126,15 @@ export async function fakeManager(opts: FakeManagerOptions = {}) {
           send(sock, ['Response: Goodbye', ...idLine, 'Message: Thanks for all the fish.']);
           sock.end();
         } else {
-          const r = opts.reply ? opts.reply(a) : ['Response: Success', 'Message: NOTIFY sent'];
-          if (r !== null) send(sock, [r[0], ...idLine, ...r.slice(1)]);
+          const list = opts.events?.(a) ?? null;
+          if (list) {
+            send(sock, ['Response: Success', ...idLine, 'EventList: start', 'Message: the list follows']);
+            for (const e of list) send(sock, [e[0], ...idLine, ...e.slice(1)]);
+            send(sock, [`Event: ${get(a, 'Action')}Complete`, ...idLine, 'EventList: Complete', `ListItems: ${list.length}`]);
+          } else {
+            const r = opts.reply ? opts.reply(a) : ['Response: Success', 'Message: NOTIFY sent'];
+            if (r !== null) send(sock, [r[0], ...idLine, ...r.slice(1)]);
+          }
         }
       }
     });
