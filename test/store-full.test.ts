@@ -48,7 +48,7 @@ test('two apsctl imports at once both succeed: the second writer waits its turn 
   assert.is(ra.status, 0, ra.stderr);
   assert.is(rb.status, 0, rb.stderr);
   assert.not.match(ra.stderr + rb.stderr, /locked|SqliteError|    at /);
-  const list = JSON.parse(spawnSync(process.execPath, [APSCTL, '--config', configDir, '--json', 'device', 'list'], { encoding: 'utf8' }).stdout) as unknown[];
+  const list = JSON.parse(spawnSync(process.execPath, [APSCTL, '--config', configDir, '--json', 'device', 'list'], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 }).stdout) as unknown[];
   assert.is(list.length, 3000);
 });
 

@@ -303,7 +303,7 @@ class Session implements AgiSession {
   private armIdle(): void {
     this.disarmIdle();
     // before the environment: a connection that says nothing is not Asterisk, and holds a slot
-    const ms = this.envDone ? this.o.idleTimeoutMs : this.o.envTimeoutMs;
+    const ms = this.envDone ? this.o.idleTimeoutMs : Math.min(this.o.envTimeoutMs, this.o.idleTimeoutMs);
     this.idleTimer = setTimeout(() => {
       if (this.envDone) this.log.warn('agi session ended: Asterisk silent too long', { session: this.id, ip: this.remote.address, ms });
       else this.log.debug('agi connection closed: no AGI environment in time', { session: this.id, ip: this.remote.address, ms });
