@@ -6,7 +6,9 @@
  *  2. TFTP transfers/s of the same per-MAC configs at concurrency 200, blksize 1428, proof by
  *     lease, every file checked byte for byte (tftpbench);
  *  3. a 30 MiB firmware file over TFTP with windowsize 8;
- *  4. a store of 100,000 devices: time from start to READY and resident memory.
+ *  4. a store of 100,000 devices: time from start to READY and resident memory;
+ *  5. scripts/bench-discovery.ts, bench-dhcp.ts (namespaces) and bench-firmware.ts (a 30 MiB
+ *     image over HTTP beside nginx; config requests/s while 200 firmware downloads run).
  *
  * The load generators are the team's yardstick in ../shared/bench (wrk/paths.lua and
  * tftpbench.c, built into a temp dir); APS_BENCH_DIR points elsewhere. Everything targets
@@ -28,7 +30,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const APSD = path.join(ROOT, 'dist/src/daemon.js');
 const BENCH = path.resolve(process.env.APS_BENCH_DIR ?? path.join(ROOT, '../shared/bench'));
 const QUICK = process.env.APS_BENCH_QUICK === '1';
-/** APS_BENCH_ONLY=http-close,http-ka,tftp,firmware,big,discovery,dhcp,soak runs only those parts */
+/** APS_BENCH_ONLY=http-close,http-ka,tftp,firmware,big,discovery,dhcp,firmware-http,soak runs only those parts */
 const ONLY = process.env.APS_BENCH_ONLY?.split(',');
 const want = (part: string) => !ONLY || ONLY.includes(part);
 const N = 10_000;
@@ -141,13 +143,21 @@ function tftpbench(bin: string, args: string[], secs = 120) {
 }
 
 async function main() {
+  if (process.argv.includes('storm')) {
+    // npm run bench -- storm [--full]: the boot storm end to end, against apsd and the hand-built
+    // stack; it runs the daemon as built, so it builds dist/ first (as npm test does)
+    const b = spawnSync(process.execPath, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], { cwd: ROOT, stdio: 'inherit' });
+    if (b.status !== 0) process.exit(1);
+    const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'scripts/bench-storm.ts'), ...process.argv.slice(2).filter((a) => a !== 'storm')], { cwd: ROOT, stdio: 'inherit' });
+    process.exit(r.status ?? 1);
+  }
   if (!fs.existsSync(APSD)) throw new Error('build first: npm run build');
   const haveBench = fs.existsSync(path.join(BENCH, 'tftpbench.c'));
   log(`aps benchmark — ${new Date().toISOString()} — ${os.cpus().length} CPUs, node ${process.version}${QUICK ? ' (quick)' : ''}`);
   if (!haveBench) log(`(no load generators at ${BENCH}: set APS_BENCH_DIR to the bench folder with tftpbench.c and wrk/paths.lua)`);
 
   // --- 10,000 devices -------------------------------------------------------------------
-  if (!ONLY || ONLY.some((p) => ['http-close', 'http-ka', 'tftp', 'firmware'].includes(p))) {
+  if (['http-close', 'http-ka', 'tftp', 'firmware'].some(want)) {
   log(`\npreparing ${N} devices with one line each …`);
   const site = makeSite(N, true);
   const work = path.join(site.dir, 'work');
@@ -235,7 +245,9 @@ async function main() {
   }
 
   // --- DHCP: passive capture and the built-in server (namespaces: needs root) ------------
-  for (const [part, script] of [['discovery', 'bench-discovery.ts'], ['dhcp', 'bench-dhcp.ts'], ['soak', 'bench-soak.ts']] as const) {
+  // --- firmware over HTTP: a 30 MiB image beside nginx; config requests during 200 downloads ---
+  // --- soak: mixed load for 10 minutes (quick) or an hour, memory and descriptors over time ---
+  for (const [part, script] of [['discovery', 'bench-discovery.ts'], ['dhcp', 'bench-dhcp.ts'], ['firmware-http', 'bench-firmware.ts'], ['soak', 'bench-soak.ts']] as const) {
     const file = path.join(ROOT, 'scripts', script);
     if (!want(part) || !fs.existsSync(file)) continue;
     log(`\n${part}: node --import tsx scripts/${script}`);

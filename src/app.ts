@@ -29,6 +29,9 @@ import { createPnpService } from './servers/pnp.js';
 import { createDhcpServerService } from './servers/dhcp-server.js';
 import { createPinService } from './servers/pin.js';
 import { notFound, type ApiHandler } from './servers/api.js';
+import { createRolloutService } from './servers/rollouts.js';
+import { checkTemplateFirmware } from './firmware/select.js';
+import { FirmwareStore } from './store/firmware.js';
 
 export interface AppOptions {
   configDir: string | null;
@@ -84,6 +87,7 @@ export class App {
     this.inventory = new Inventory({ store: this.store, registry: this.registry, settings, templates: () => this.config.templates, log: this.log });
     this.fetches = new FetchLog({ store: this.store, registry: this.registry, inventory: this.inventory, settings, log: this.log });
     for (const w of this.config.warnings) this.log.warn(w);
+    this.warnFirmware(this.config);
 
     const url = (tenant: Tenant | undefined, localIp: string) =>
       provisioningUrl({ settings: this.config.settings, tenant, localIp, listen: this.opts.httpListen ?? this.config.settings.http.listen, httpPort: this.http?.addresses()[0]?.port });
@@ -93,7 +97,8 @@ export class App {
     const dhcpServer = createDhcpServerService({ config, generation, store, registry, inventory, log, provisioningUrl: url });
     const pnp = createPnpService({ config, registry, store, guard, inventory, log, provisioningUrl: url });
     const pin = createPinService({ config, store, registry, guard, log });
-    for (const svc of [capture, dhcpServer, pnp, pin]) if (svc) this.services.push(svc);
+    const rollouts = createRolloutService({ store, registry, config, log });
+    for (const svc of [capture, dhcpServer, pnp, pin, rollouts]) if (svc) this.services.push(svc);
     if (pin) this.apis.push(pin.api);
   }
 
@@ -213,10 +218,20 @@ export class App {
     this.auth.setCredentials(sec.username ? { username: sec.username, password: sec.password } : null);
     this.log.setLevel(next.settings.server.logLevel);
     for (const w of next.warnings) this.log.warn(w);
+    this.warnFirmware(next);
     for (const svc of this.services) svc.reload?.();
     this.noteRunningConfig();
     this.log.info('configuration reloaded', { generation: this.generation, templates: next.templates.size, extensions: next.extensions.size, tenants: next.tenants.size });
     return { ok: true };
+  }
+
+  /** Templates whose firmware is not for their model: served without it (apsctl config check says the same, as an error). */
+  private warnFirmware(config: Config): void {
+    try {
+      for (const e of checkTemplateFirmware(config.templates.values(), new FirmwareStore(this.store).images(), config.settings.server.firmwareDir).errors) this.log.warn(e);
+    } catch (e) {
+      this.log.warn('cannot check template firmware against the catalogue', { err: describeError(e) });
+    }
   }
 
   /** Which configuration apsd serves from, for apsctl to compare with the files (src/cli/context.ts warnIfStale). */

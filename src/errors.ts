@@ -29,6 +29,7 @@ export const ErrorCodes = {
   APS_ERR_PATH: row('a requested path was refused', 403, TftpErr.ACCESS_VIOLATION),
   APS_ERR_PROTOCOL: row('a packet or request was malformed', 400, TftpErr.ILLEGAL_OPERATION),
   APS_ERR_CAPTURE: row('packet capture could not start', 500, TftpErr.NOT_DEFINED),
+  APS_ERR_FIRMWARE: row('a firmware image or rollout was refused (in use, other bytes, wrong model)', 409, TftpErr.NOT_DEFINED),
   APS_ERR_PIN: row('a PIN registration was refused', 403, TftpErr.ACCESS_VIOLATION),
 } as const;
 

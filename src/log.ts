@@ -133,3 +133,14 @@ export function memoryLogger(level: Level = 'debug'): Logger & { lines: string[]
   const l = createLogger({ level, write: (x) => lines.push(x), timestamps: false });
   return Object.assign(l, { lines });
 }
+
+const reqCounters = new Map<string, number>();
+/**
+ * A request id for log lines (`req=`): a protocol prefix and a per-prefix counter in base 36
+ * (h1a, t2b, pnp-3c), unique within one apsd run, short enough to grep for.
+ */
+export function requestId(prefix: string): string {
+  const n = ((reqCounters.get(prefix) ?? 0) + 1) % 0x7fffffff;
+  reqCounters.set(prefix, n);
+  return prefix + n.toString(36);
+}

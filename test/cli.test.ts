@@ -130,4 +130,21 @@ test('vendor list, template list and config check describe the catalogue', () =>
   assert.ok(j.templates >= 4);
 });
 
+test("dhcp classes --tenant gives that tenant's phones its own provisioning_url, over the protocol it names", () => {
+  fs.writeFileSync(`${c.configDir}/tenants.d/tftpsite.ini`, '[tenant]\nname = Over TFTP\nprovisioning_url = tftp://10.20.0.1\n');
+  try {
+    const own = run('dhcp', 'classes', '--format', 'dnsmasq', '--tenant', 'tftpsite');
+    assert.is(own.status, 0, own.stderr);
+    assert.match(own.stdout, /dhcp-option-force=tag:aps-tftpsite-yealink,66,"tftp:\/\/10\.20\.0\.1\/"/);
+    const other = run('dhcp', 'classes', '--format', 'dnsmasq');
+    assert.not.match(other.stdout, /tftp:\/\//);
+    fs.writeFileSync(`${c.configDir}/tenants.d/tftpsite.ini`, '[tenant]\nprovisioning_url = gopher://x/\n');
+    const bad = run('dhcp', 'classes', '--format', 'dnsmasq', '--tenant', 'tftpsite');
+    assert.is.not(bad.status, 0);
+    assert.match(bad.stderr, /tftpsite\.ini.*provisioning_url|provisioning_url.*tftpsite\.ini/s);
+  } finally {
+    fs.rmSync(`${c.configDir}/tenants.d/tftpsite.ini`);
+  }
+});
+
 test.run();

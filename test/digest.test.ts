@@ -29,6 +29,16 @@ test('the same nonce and nc a second time is a replay and is refused', () => {
   assert.equal(a.checkDigest(h, 'GET', '/provisioning/x.cfg'), { ok: false, reason: 'replay', stale: false });
 });
 
+test('two phones challenged in the same millisecond each get their own nonce, and both are let in with nc=1', () => {
+  const a = new DigestAuth({ username: 'phones', password: 'pw' }, 'aps');
+  const now = Date.now();
+  const n1 = a.nonce(now);
+  const n2 = a.nonce(now);
+  assert.is.not(n1, n2);
+  assert.ok(a.checkDigest(answer(n1), 'GET', '/provisioning/x.cfg').ok);
+  assert.ok(a.checkDigest(answer(n2), 'GET', '/provisioning/x.cfg').ok);
+});
+
 test('an answer for another URI, user, password or a forged nonce is refused', () => {
   const a = new DigestAuth({ username: 'phones', password: 'pw' }, 'aps');
   const n = a.nonce();

@@ -354,7 +354,7 @@ test('tftp-hpa fetches a small config in octet mode, byte-identical (it sends no
   assert.is(req.mode, 'octet');
   assert.equal({ ...req.options }, {}, 'tftp-hpa 5.2 sends no RFC 2347 options');
   assert.is(req.remote.address, '127.0.0.1');
-  assert.match(req.reqId, /^[0-9a-f]{8}$/);
+  assert.match(req.reqId, /^t[0-9a-z]+$/, 'the request id of the log lines (src/log.ts requestId)');
 });
 
 test('tftp-hpa fetches a file of exactly 4 x 512 bytes (ends with an empty DATA block) and a file in a subdirectory', async () => {

@@ -6,6 +6,7 @@
  * answers each new file to curl (with the phone's own User-Agent) and to tftp-hpa, and gives
  * the refused ones a 404 / TFTP error 1.
  */
+import { readTsv } from './support/samples.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,14 +20,6 @@ import { VENDORS_DIR } from './support/paths.js';
 const registry = VendorRegistry.load(VENDORS_DIR);
 const CREDS = 'phones:Prov;Secret#1';
 
-function readTsv(file: string): Record<string, string>[] {
-  if (!fs.existsSync(file)) return [];
-  const [head, ...rows] = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() && !l.startsWith('#'));
-  const cols = head.split('\t');
-  // a value may carry bytes as \\xNN (binary DHCP options, NUL-terminated classes)
-  const unescape = (v: string) => v.replace(/\\x([0-9a-fA-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
-  return rows.map((r) => Object.fromEntries(r.split('\t').map((v, i) => [cols[i], unescape(v)])));
-}
 const fromPeers = (rows: Record<string, string>[]) => rows.filter((r) => /^(wazo-platform|fusionpbx)\//.test(r.source ?? ''));
 
 /** Rows of /work/shared/peer-samples/*.tsv per vendor (README there): the copies must all be here. */

@@ -5,6 +5,7 @@
  * unprovisioned stage with nothing of value, and unknown MACs of each vendor refused without
  * secrets.
  */
+import { readTsv } from './support/samples.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -73,12 +74,6 @@ function deviceCreds(mac: string): string {
 
 const registry = VendorRegistry.load(VENDORS_DIR);
 
-function readTsv(file: string): Record<string, string>[] {
-  if (!fs.existsSync(file)) return [];
-  const [head, ...rows] = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() && !l.startsWith('#'));
-  const cols = head.split('\t');
-  return rows.map((r) => Object.fromEntries(r.split('\t').map((v, i) => [cols[i], v])));
-}
 
 /** Rows of /work/shared/peer-samples/*.tsv per vendor: the copies must all be in vendors/<id>/samples. */
 const PEER_ROWS: Record<string, { ua: number; oui: number; fn: number }> = {

@@ -6,6 +6,7 @@
  * every assigned line as its handset's account. The model families other than the fixture
  * device's render as their golden files.
  */
+import { readTsv } from './support/samples.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -302,12 +303,6 @@ test('vendor data with a base of more lines than handsets, an unknown family or 
 
 // ------------------------------------------------------------------------------ peer samples
 
-function readTsv(file: string): Record<string, string>[] {
-  if (!fs.existsSync(file)) return [];
-  const [head, ...rows] = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() && !l.startsWith('#'));
-  const cols = head.split('\t');
-  return rows.map((r) => Object.fromEntries(r.split('\t').map((v, i) => [cols[i], v])));
-}
 
 for (const id of ['gigaset', 'panasonic', 'audiocodes', 'alcatel']) {
   test(`${id}: every OUI sample identifies to it, and every file name its phones ask for is served or refused on purpose (named in the README)`, () => {

@@ -4,6 +4,7 @@
  * file of every vendor renders for the fixture device exactly as its golden file says.
  * UPDATE_GOLDEN=1 rewrites the golden files (then read the diff before committing).
  */
+import { readTsv } from './support/samples.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'uvu';
@@ -17,14 +18,6 @@ import { GOLDEN_DIR, VENDORS_DIR } from './support/paths.js';
 const fx = makeFixture();
 const UPDATE = process.env.UPDATE_GOLDEN === '1';
 
-function readTsv(file: string): Record<string, string>[] {
-  if (!fs.existsSync(file)) return [];
-  const [head, ...rows] = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() && !l.startsWith('#'));
-  const cols = head.split('\t');
-  // a value may carry bytes as \\xNN (binary DHCP options, NUL-terminated classes)
-  const unescape = (v: string) => v.replace(/\\x([0-9a-fA-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
-  return rows.map((r) => Object.fromEntries(r.split('\t').map((v, i) => [cols[i], unescape(v)])));
-}
 
 test('the catalogue holds the four first vendors, each with at least five models', () => {
   const ids = fx.registry.list().map((v) => v.id);

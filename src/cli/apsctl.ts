@@ -22,12 +22,14 @@ import { macColon, requireMac, type Mac } from '../mac.js';
 import { Renderer } from '../render/index.js';
 import { buildView } from '../render/view.js';
 import { Store, storeFailure, type DeviceRow } from '../store/index.js';
-import { VendorRegistry, fileNameForModel } from '../vendors/registry.js';
+import { VendorRegistry, fileFits, fileNameForModel } from '../vendors/registry.js';
 import { table } from './table.js';
 import { needDevice, openStore, out, usage, warnIfStale, type CliCommand, type Ctx } from './context.js';
 import fs from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { explain } from '../provisioning/explain.js';
+import { checkTemplateFirmware } from '../firmware/select.js';
+import { FirmwareStore } from '../store/firmware.js';
 import net from 'node:net';
 
 const USAGE = `usage: apsctl [--config DIR] [--vendors DIR] [--json] COMMAND ...
@@ -147,7 +149,7 @@ function deviceShow(ctx: Ctx, pos: string[]) {
   out(`mac:       ${macColon(d.mac)}\nvendor:    ${v?.name ?? d.vendor}\nmodel:     ${d.model}\ntenant:    ${d.tenant}\ntemplate:  ${d.template ?? '-'}\nstate:     ${j.stage}\nlabel:     ${d.label || '-'}\nsource:    ${d.source}\nfirmware:  ${d.firmware ?? '-'}\ncreated:   ${j.created}\nupdated:   ${j.updated}\nlast seen: ${j.seen ?? '-'}${d.last_ip ? ` from ${d.last_ip}${d.seen_proto ? ` (${d.seen_proto})` : ''}` : ''}\n`);
   if (v && m) {
     out('files:\n');
-    for (const f of v.compiledFiles) {
+    for (const f of v.compiledFiles.filter((c) => fileFits(v, c.spec, m))) {
       const name = fileNameForModel(f.spec, d.mac, m);
       if (name !== undefined) out(`  ${name.padEnd(28)} ${f.spec.secrets ? 'holds secrets: needs proof' : 'no secrets'}\n`);
     }
@@ -333,7 +335,7 @@ function render(ctx: Ctx, pos: string[]) {
   if (!v || !model) throw new ApsError('APS_ERR_VENDOR', `device ${d.mac} names vendor ${d.vendor} model ${d.model}, which the vendor data does not have`);
   const renderer = new Renderer({ registry: ctx.registry, store, config: () => ctx.config, generation: () => 1 });
   // the files of this model: one named by a code the model does not have is another model family's
-  const names = v.compiledFiles.flatMap((f) => {
+  const names = v.compiledFiles.filter((c) => fileFits(v, c.spec, model)).flatMap((f) => {
     const name = fileNameForModel(f.spec, d.mac, model);
     return name === undefined ? [] : [{ f, name }];
   });
@@ -431,6 +433,9 @@ function configCheck(ctx: Ctx) {
     for (const x of w.warnings) problems.push(`${t.file}: ${x}`);
   }
   const store = ctx.store ?? tryStore(ctx);
+  // [template] firmware against the catalogue: an image not for the template's vendor and model is an error
+  const fwCheck = checkTemplateFirmware(ctx.config.templates.values(), store ? catalogueOf(store) : [], ctx.config.settings.server.firmwareDir);
+  problems.push(...fwCheck.warnings);
   if (store) {
     for (const d of store.devices()) {
       if (!ctx.config.tenants.has(d.tenant)) problems.push(`device ${macColon(d.mac)}: tenant ${d.tenant} no longer exists`);
@@ -443,12 +448,26 @@ function configCheck(ctx: Ctx) {
   const summary = {
     config: ctx.config.dir ?? '(built-in defaults)', valid: true,
     tenants: ctx.config.tenants.size, templates: ctx.config.templates.size, extensions: ctx.config.extensions.size,
-    vendors: ctx.registry.list().length, warnings: problems,
+    vendors: ctx.registry.list().length, warnings: problems, errors: fwCheck.errors,
   };
+  summary.valid = fwCheck.errors.length === 0;
   if (ctx.json) out(JSON.stringify(summary, null, 2) + '\n');
-  else {
+  else if (!summary.valid) {
+    for (const e of fwCheck.errors) out(`error: ${e}\n`);
+    for (const p of problems) out(`warning: ${p}\n`);
+  } else {
     out(`${summary.config}: valid (${summary.tenants} tenants, ${summary.templates} templates, ${summary.extensions} extensions, ${summary.vendors} vendors)\n`);
     for (const p of problems) out(`warning: ${p}\n`);
+  }
+  if (!summary.valid) throw new ApsError('APS_ERR_CONFIG', `${fwCheck.errors.length} template firmware setting${fwCheck.errors.length > 1 ? 's name' : ' names'} an image that is not for the template's model`, { expected: 'a version with an image for the model (apsctl firmware list)' });
+}
+
+/** The firmware catalogue, empty when the database predates it (opened read-only, not migrated). */
+function catalogueOf(store: Store) {
+  try {
+    return new FirmwareStore(store).images();
+  } catch {
+    return [];
   }
 }
 

@@ -9,6 +9,8 @@ export interface Tenant {
   name: string;
   file: string;
   ipDnsMap: IpDnsMap;
+  /** [tenant] provisioning_url: where this tenant's phones are sent (DHCP, class blocks, PnP), over the protocol it names */
+  provisioningUrl?: string;
 }
 
 export interface Extension {
@@ -33,8 +35,10 @@ export function readTenant(ini: IniFile): Tenant {
   }
   const t = new SectionReader(ini, 'tenant');
   const name = t.str('name', id);
+  let provisioningUrl: string | undefined = t.url('provisioning_url', '') || undefined;
+  if (provisioningUrl && !provisioningUrl.endsWith('/')) provisioningUrl += '/';
   t.done();
-  return { id, name, file: ini.file, ipDnsMap: readIpDnsMap(ini, 'ip_dns_map') };
+  return { id, name, file: ini.file, ipDnsMap: readIpDnsMap(ini, 'ip_dns_map'), ...(provisioningUrl ? { provisioningUrl } : {}) };
 }
 
 export function readExtensions(ini: IniFile): Extension[] {

@@ -78,6 +78,8 @@ export interface Settings {
   };
   pbx: { accountsFile: string; unprovContext: string; pjsipConf: string; allowShared: boolean };
   api: { token: string };
+  /** firmware rollouts: how often apsd steps them, and how long a phone may take to come back upgraded (unless its vendor says) */
+  firmware: { checkEveryMs: number; upgradeLimitMs: number };
   resync: { method: 'notify' | 'ami' | 'none'; port: number; amiHost: string; amiPort: number; amiUser: string; amiSecret: string };
   security: {
     auth: AuthMode; username: string; password: string; realm: string; tftpSecrets: TftpSecrets;
@@ -92,7 +94,7 @@ export interface Settings {
   ipDnsMap: IpDnsMap;
 }
 
-export const KNOWN_SECTIONS = ['server', 'http', 'https', 'tftp', 'provisioning', 'security', 'ip_dns_map', 'discovery', 'dhcp', 'pnp', 'dhcp_server', 'pin', 'pbx', 'api', 'resync'] as const;
+export const KNOWN_SECTIONS = ['server', 'http', 'https', 'tftp', 'provisioning', 'security', 'ip_dns_map', 'discovery', 'dhcp', 'pnp', 'dhcp_server', 'pin', 'pbx', 'api', 'resync', 'firmware'] as const;
 
 /** A PIN that is short or trivially guessable is refused at start-up. */
 export function weakPin(pin: string): string | null {
@@ -268,6 +270,13 @@ export function readSettings(ini: IniFile | null, base = process.cwd(), configDi
   if (resync.method === 'ami' && (!resync.amiUser || !resync.amiSecret)) rs.fail(resync.amiUser ? 'ami_secret' : 'ami_user', 'method = ami needs a manager user and secret', 'ami_user and ami_secret from manager.conf');
   rs.done();
 
+  const fwr = new SectionReader(file, 'firmware');
+  const firmware = {
+    checkEveryMs: fwr.duration('check_every', '10s', 1000, 3_600_000),
+    upgradeLimitMs: fwr.duration('upgrade_limit', '20m', 1000, 86_400_000),
+  };
+  fwr.done();
+
   const sec = new SectionReader(file, 'security');
   const security = {
     auth: sec.oneOf('auth', 'digest', ['digest', 'basic', 'none'] as const),
@@ -303,6 +312,7 @@ export function readSettings(ini: IniFile | null, base = process.cwd(), configDi
     pbx: { ...pbx, accountsFile: pbx.accountsFile ? path.resolve(base, pbx.accountsFile) : '', pjsipConf: pbx.pjsipConf ? path.resolve(configDir, pbx.pjsipConf) : '' },
     api,
     resync,
+    firmware,
     security,
     ipDnsMap: readIpDnsMap(file, 'ip_dns_map'),
   };

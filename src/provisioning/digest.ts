@@ -1,9 +1,9 @@
 /**
  * HTTP authentication: Digest (RFC 7616, SHA-256 and MD5, qop=auth) and Basic.
- * Nonces are stateless (time, a random part + HMAC), expire after `nonceTtlMs`, and each (nonce, nc)
- * pair is accepted once, so a captured request cannot be replayed. The random part makes every
- * challenge's nonce its own: two phones challenged in the same millisecond (a boot storm behind one
- * NAT) would otherwise share one nonce, both answer with nc=1, and the second be refused as a replay.
+ * Nonces are stateless (time + sequence number + HMAC), expire after `nonceTtlMs`, and each
+ * (nonce, nc) pair is accepted once, so a captured request cannot be replayed. Every challenge
+ * gets its own nonce: phones challenged in the same millisecond (a boot storm) would otherwise
+ * share one, all count from nc=1, and all but the first be refused as replays.
  */
 import crypto from 'node:crypto';
 
@@ -25,6 +25,7 @@ export class DigestAuth {
   private readonly seen = new Map<string, { exp: number; nc: Set<number> }>();
   private readonly ha1 = new Map<string, string>();
   private sweepAt = 0;
+  private seq = 0;
 
   constructor(
     private creds: Credentials | null,
@@ -45,7 +46,8 @@ export class DigestAuth {
   }
 
   nonce(now = Date.now()): string {
-    return this.nonceFor(`${now.toString(36)}_${crypto.randomBytes(6).toString('hex')}`);
+    this.seq = (this.seq + 1) % 0x7fffffff;
+    return this.nonceFor(`${now.toString(36)}-${this.seq.toString(36)}`);
   }
 
   /** WWW-Authenticate header values: SHA-256 first, MD5 for older phones. */
@@ -96,9 +98,8 @@ export class DigestAuth {
     if (ha1 === undefined) return { ok: false, reason: 'bad-user' };
     if (p.uri !== uri) return { ok: false, reason: 'uri-mismatch' };
     const dot = p.nonce.indexOf('.');
-    const head = p.nonce.slice(0, dot);
-    if (dot < 1 || !safeEq(p.nonce, this.nonceFor(head))) return { ok: false, reason: 'bad-nonce' };
-    const ts = head.split('_')[0]!;
+    const ts = p.nonce.slice(0, dot);
+    if (dot < 1 || !safeEq(p.nonce, this.nonceFor(ts))) return { ok: false, reason: 'bad-nonce' };
     const issued = parseInt(ts, 36);
     if (!Number.isFinite(issued) || issued > now + 5000) return { ok: false, reason: 'bad-nonce' };
     const expected = h(algo, `${ha1}:${p.nonce}:${p.nc}:${p.cnonce}:auth:${h(algo, `${method}:${p.uri}`)}`);
@@ -117,8 +118,8 @@ export class DigestAuth {
     return { ok: true, username: p.username, scheme: 'digest' };
   }
 
-  private nonceFor(head: string): string {
-    return `${head}.${crypto.createHmac('sha256', this.key).update(head).digest('base64url').slice(0, 22)}`;
+  private nonceFor(ts: string): string {
+    return `${ts}.${crypto.createHmac('sha256', this.key).update(ts).digest('base64url').slice(0, 22)}`;
   }
 
   private sweep(now: number) {

@@ -42,10 +42,17 @@ export interface ProviderDeps {
 }
 
 /**
- * apsctl writes from another process: a cheap check at the start of every request makes its
- * change (a device, a line, a lifted ban) visible to that very request.
+ * apsctl writes from another process: a cheap check at the start of a request makes its change
+ * (a device, a line, a lifted ban) visible to that very request. Under load the check runs at
+ * most once per POLL_MS (a boot storm asks thousands of times a second): a change committed
+ * more than POLL_MS before a request is always seen by it.
  */
+const POLL_MS = 2;
+const polledAt = new WeakMap<object, number>();
 export function refresh(deps: Pick<ProviderDeps, 'store' | 'guard'>): void {
+  const now = performance.now();
+  if (now - (polledAt.get(deps.store) ?? -Infinity) < POLL_MS) return;
+  polledAt.set(deps.store, now);
   if (deps.store.pollChanges()) deps.guard.reloadBans();
 }
 

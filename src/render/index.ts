@@ -18,6 +18,8 @@ import { fileFits, templateFor, type CompiledFile, type FileMatch, type Vendor, 
 import { pinStore } from '../store/pin.js';
 import { buildView } from './view.js';
 import { applyIpMap, compileIpMap } from './ipmap.js';
+import { FirmwareStore } from '../store/firmware.js';
+import { firmwareForDevice } from '../firmware/select.js';
 
 // Mustache caches parsed templates itself (keyed by text); we keep our own rendered cache.
 export interface Rendered {
@@ -58,9 +60,11 @@ export class Renderer {
   private readonly maxBytes: number;
   hits = 0;
   misses = 0;
+  private readonly firmware: FirmwareStore;
 
   constructor(private readonly deps: RenderDeps) {
     this.maxBytes = deps.maxCacheBytes ?? 64 * 1024 * 1024;
+    this.firmware = new FirmwareStore(deps.store);
   }
 
   /** Renders a file for a known device, or a common/model file when device is undefined. */
@@ -148,7 +152,18 @@ export class Renderer {
     // one system registers as one unprov account: its primary's
     const acct = device?.state === 'unprovisioned' ? pinStore(this.deps.store).unprovAccountOf((own?.shares_with ?? device.mac) as Mac, config.settings.provisioning.unprovPrefix) : undefined;
     const unprov = acct && { account: acct.account, password: acct.secret };
-    const view = buildView({ config, vendor, model, tenant, template, device, lines, credentials, unprov }, { warnings });
+    // the image its config names (src/firmware/select.ts): a rollout's override, else the template's; none when it runs that version
+    let firmware: { file: string; version: string | null } | null | undefined;
+    if (device) {
+      // a tied base is pointed at an image by its own override and its own reported version
+      const override = this.firmware.override(device.mac)?.version;
+      if (override || template.firmware) {
+        const d = firmwareForDevice(this.firmware.images(), { vendor: vendor.id, model: model.id, template, override, reported: own?.firmware ?? device.firmware });
+        firmware = d.kind === 'image' ? d.choice : null;
+        if (d.kind === 'mismatch') warnings.push(`firmware: ${d.reason}: left out`);
+      }
+    }
+    const view = buildView({ config, vendor, model, tenant, template, device, lines, credentials, unprov, firmware }, { warnings });
     const templateName = templateFor(vendor, file.spec, model);
     const text = vendor.templates.get(templateName)!;
     let out: string;

@@ -26,6 +26,11 @@ export interface ViewInput {
   lines?: LineRow[];
   /** the device's own SIP account while it is unprovisioned (src/store/pin.ts unprovAccount) */
   unprov?: { account: string; password: string };
+  /**
+   * the image the config names (src/firmware/select.ts firmwareForDevice); null: none (the phone
+   * runs that version, or no image fits); absent: [template] firmware as a file name
+   */
+  firmware?: { file: string; version: string | null } | null;
 }
 
 /** What an unprovisioned phone shows on its display and as its line label. */
@@ -65,7 +70,9 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
 
   const provisioningUrl = template.general.provisioningUrl || s.provisioning.url;
   const purl = new URL(provisioningUrl);
-  const firmwareUrl = template.general.firmwareUrl || (template.firmware ? provisioningUrl + template.firmware : '');
+  const fw = input.firmware === undefined ? (template.firmware ? { file: template.firmware, version: null } : null) : input.firmware;
+  // [general] firmware_url names the image itself; with a firmware the phone runs already, it is left out too
+  const firmwareUrl = fw ? template.general.firmwareUrl || provisioningUrl + fw.file : template.firmware || input.firmware === null ? '' : template.general.firmwareUrl;
   const registrar = template.server.registrar || s.provisioning.sipServer;
   const transport = template.server.transport;
   const proxy = template.server.outboundProxy ? parseHostPort(template.server.outboundProxy) : null;
@@ -340,7 +347,9 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
       firmwareUrl,
       firmwareHostPath: firmwareUrl ? hostPath(new URL(firmwareUrl)) : '',
       firmwareSchemeCode: firmwareUrl ? map('scheme', new URL(firmwareUrl).protocol.replace(':', '')) : '',
-      firmwareFile: template.firmware,
+      firmwareFile: fw?.file ?? '',
+      /** the catalogue version of the image ('' when the file is not in the catalogue) */
+      firmwareVersion: fw?.version ?? '',
       hasFirmware: firmwareUrl !== '',
     },
     general: {

@@ -7,13 +7,12 @@ import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
-import { pipeline } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { parseMac, type Mac } from '../mac.js';
 import { ApsError, Refusals, describeError } from '../errors.js';
 import { formatHostPort, type HostPort } from '../config/fields.js';
-import type { Logger } from '../log.js';
+import { requestId, type Logger } from '../log.js';
 import type { Settings } from '../config/index.js';
 import type { DigestAuth } from '../provisioning/digest.js';
 import type { Guard } from '../provisioning/guard.js';
@@ -21,6 +20,7 @@ import type { FetchLog } from '../inventory/fetches.js';
 import { normalizeIp } from '../net/address.js';
 import { provide, refresh, type ProviderDeps } from '../provisioning/provider.js';
 import { ConnectionGate, connectionBudget } from './limits.js';
+import { sendFile } from './http-file.js';
 
 export interface ApiRequestInfo {
   ip: string;
@@ -38,11 +38,6 @@ export interface HttpServerDeps extends ProviderDeps {
   api?: (req: http.IncomingMessage, res: http.ServerResponse, info: ApiRequestInfo) => void;
 }
 
-let reqCounter = 0;
-export function nextReqId(prefix: string): string {
-  reqCounter = (reqCounter + 1) % 0x7fffffff;
-  return prefix + reqCounter.toString(36);
-}
 
 export interface TlsFiles {
   cert: string;
@@ -166,7 +161,7 @@ export class HttpService {
   private handle(req: http.IncomingMessage, res: http.ServerResponse, proto: 'http' | 'https'): void {
     if (REFUSED.has(req.socket)) return; // answered 503 at accept
     const started = process.hrtime.bigint();
-    const reqId = nextReqId('h');
+    const reqId = requestId('h');
     const ip = normalizeIp(req.socket.remoteAddress);
     refresh(this.deps);
     if (this.deps.guard.banned(ip)) {
@@ -256,21 +251,15 @@ export class HttpService {
         this.send(res, Refusals.error.http, `${Refusals.error.message}\n`, method);
         return;
       case 'firmware': {
-        res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': out.size });
-        if (method === 'HEAD') {
-          res.end();
-          return;
-        }
-        // pipeline destroys the read stream (and closes its descriptor) when the client goes away mid-image
-        const rs = fs.createReadStream(out.path);
-        pipeline(rs, res, (e) => {
-          if (!e) log.info('http firmware sent', { req: reqId, ip, file: out.file, bytes: out.size, ms: ms().toFixed(1) });
-          else if ((e as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') log.debug('http firmware download dropped by the client', { req: reqId, ip, file: out.file });
-          else {
-            log.error('firmware read failed', { req: reqId, file: out.file, err: e.message });
-            res.destroy();
-          }
+        // streamed from disk, with Range and conditional GETs (src/servers/http-file.ts)
+        const a = sendFile(req, res, out.path, method);
+        if (!a.stream) return;
+        a.stream.on('error', (e) => {
+          log.error('firmware read failed', { req: reqId, file: out.file, err: e.message });
+          res.destroy();
         });
+        a.stream.pipe(res);
+        res.on('finish', () => log.info('http firmware sent', { req: reqId, ip, file: out.file, status: a.status, bytes: a.bytes, ms: ms().toFixed(1) }));
         return;
       }
       case 'rendered': {

@@ -36,7 +36,7 @@ import type { VendorRegistry } from '../vendors/registry.js';
 import { modelNamed, vendorNamed } from '../vendors/claims.js';
 import { interfaceAddresses, localAddressFor } from '../net/address.js';
 import { ApsError, describeError } from '../errors.js';
-import type { Logger } from '../log.js';
+import { requestId, type Logger } from '../log.js';
 import { parseMac, type Mac } from '../mac.js';
 import { LeaseLookup } from '../store/lease-lookup.js';
 import { buildResponse, getHeader, headerParam, parseSip, randomToken, type SipRequest } from '../wire/sip.js';
@@ -121,7 +121,6 @@ class SipPnpService implements PnpService {
   /** NOTIFY client transactions by branch */
   private readonly inFlight = new Map<string, ClientTransaction>();
   private readonly maxInFlight: number;
-  private seq = 0;
   private leases: LeaseLookup | null = null;
   private watch: NodeJS.Timeout | undefined;
   private following = false;
@@ -337,7 +336,7 @@ class SipPnpService implements PnpService {
     }
     const respPort = responsePort(via, srcPort);
     const toTag = randomToken(6);
-    const reqId = `pnp-${(++this.seq).toString(36)}`;
+    const reqId = requestId('pnp-');
     const info = readPnpSubscribe(req);
     const remember = (buf: Buffer) => {
       if (this.served.size >= MAX_TRANSACTIONS) this.served.delete(this.served.keys().next().value as string);

@@ -22,7 +22,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { ApsError } from '../errors.js';
 import { normalizeIp } from '../net/address.js';
-import type { Fields, Logger } from '../log.js';
+import { requestId, type Fields, type Logger } from '../log.js';
 import {
   OP_ACK,
   OP_ERROR,
@@ -740,7 +740,6 @@ class ServerImpl implements TftpServer {
   private closing = false;
   private closed: Promise<void> | null = null;
   private drainWaiter: (() => void) | null = null;
-  private seq: number;
 
   constructor(private readonly opts: TftpServerOptions) {
     this.log = opts.log;
@@ -756,7 +755,6 @@ class ServerImpl implements TftpServer {
     this.maxTimeoutS = clampInt(opts.maxTimeoutS, 5, 1, 255);
     this.firstAckMs = clampInt(opts.firstAckMs, 5000, 1, 300_000);
     this.silent = opts.silent;
-    this.seq = (Math.random() * 0x100000000) >>> 0;
   }
 
   async start(): Promise<void> {
@@ -851,11 +849,6 @@ class ServerImpl implements TftpServer {
     this.warned.set(kind, { at: now, suppressed: 0 });
   }
 
-  private nextReqId(): string {
-    this.seq = (this.seq + 1) >>> 0;
-    return this.seq.toString(16).padStart(8, '0');
-  }
-
   sendFromListener(l: Listener, code: number, message: string, port: number, address: string): void {
     if (l.closed) return;
     try {
@@ -912,7 +905,7 @@ class ServerImpl implements TftpServer {
       file: p.filename,
       mode: p.mode,
       remote: { address: normalizeIp(addr), port: rinfo.port },
-      reqId: this.nextReqId(),
+      reqId: requestId('t'),
       options: p.options,
     };
     const t = new Transfer(this, l, key, req, addr, rinfo.port);

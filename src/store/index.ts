@@ -122,12 +122,15 @@ export class Store {
   private readonly q;
   /** device rows by MAC (null = known absent), when opened with { cache: true } */
   private readonly devCache: Map<string, DeviceRow | null> | null;
+  /** the devices' own credentials by MAC (null = none), with the same lifetime as devCache: every request with secrets asks */
+  private readonly credCache: Map<string, CredentialsRow | null> | null;
   private lastDataVersion = 0;
   private readonly dataVersionStmt;
 
   private constructor(db: Database.Database, cache: boolean) {
     this.db = db;
     this.devCache = cache ? new Map() : null;
+    this.credCache = cache ? new Map() : null;
     this.dataVersionStmt = db.prepare('PRAGMA data_version').pluck();
     this.lastDataVersion = this.dataVersionStmt.get() as number;
     this.q = {
@@ -235,14 +238,16 @@ export class Store {
     if (v === this.lastDataVersion) return false;
     this.lastDataVersion = v;
     this.devCache?.clear();
+    this.credCache?.clear();
     return true;
   }
 
   private written(): void {
     this.devCache?.clear();
+    this.credCache?.clear();
   }
 
-  /** Drops one device's cached row (its contact facts changed in a way that matters to rendering: the firmware it reports). */
+  /** Drops one device's cached row (a write that kept the cache changed it in a way that matters to rendering: the firmware it reports). */
   forget(mac: Mac): void {
     this.devCache?.delete(mac);
   }
@@ -406,7 +411,14 @@ export class Store {
 
   /** The device's own HTTP credentials (made with the device). */
   credentials(mac: Mac): CredentialsRow | undefined {
-    return this.q.creds.get(mac);
+    const c = this.credCache;
+    if (!c) return this.q.creds.get(mac);
+    const hit = c.get(mac);
+    if (hit !== undefined) return hit ?? undefined;
+    const row = this.q.creds.get(mac);
+    if (c.size >= 200_000) c.clear();
+    c.set(mac, row ?? null);
+    return row;
   }
 
   /** New credentials for a device; the old ones stop working at once. */

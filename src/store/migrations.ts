@@ -154,4 +154,55 @@ export const MIGRATIONS: string[] = [
   -- a phone without any line is in the unprovisioned stage (its own unprov account)
   UPDATE devices SET state = 'unprovisioned' WHERE state = 'provisioned' AND NOT EXISTS (SELECT 1 FROM lines l WHERE l.mac = devices.mac);
   `,
+  // 6: the firmware catalogue (images in firmware_dir with vendor, models and version), per-device
+  // firmware overrides (a rollout's wave, a rollback), and rollouts with their phones, wave by wave
+  `
+  CREATE TABLE firmware_images (
+    file     TEXT PRIMARY KEY,
+    vendor   TEXT NOT NULL,
+    models   TEXT NOT NULL,
+    version  TEXT NOT NULL,
+    size     INTEGER NOT NULL,
+    sha256   TEXT NOT NULL,
+    added_at INTEGER NOT NULL
+  );
+  CREATE INDEX firmware_images_version ON firmware_images (vendor, version);
+  CREATE TABLE firmware_overrides (
+    mac     TEXT PRIMARY KEY REFERENCES devices (mac) ON DELETE CASCADE,
+    version TEXT NOT NULL,
+    rollout INTEGER,
+    set_at  INTEGER NOT NULL
+  );
+  CREATE TABLE rollouts (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    version          TEXT NOT NULL,
+    vendor           TEXT NOT NULL,
+    models           TEXT NOT NULL,
+    tenant           TEXT,
+    waves            TEXT NOT NULL,
+    window           TEXT NOT NULL DEFAULT '',
+    max_failed       REAL NOT NULL,
+    soak_ms          INTEGER NOT NULL,
+    upgrade_limit_ms INTEGER,
+    state            TEXT NOT NULL CHECK (state IN ('running', 'paused', 'halted', 'done', 'aborted', 'rolledback')),
+    reason           TEXT NOT NULL DEFAULT '',
+    wave             INTEGER NOT NULL DEFAULT 0,
+    wave_started_at  INTEGER,
+    wave_done_at     INTEGER,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL
+  );
+  CREATE TABLE rollout_devices (
+    rollout      INTEGER NOT NULL REFERENCES rollouts (id) ON DELETE CASCADE,
+    mac          TEXT NOT NULL,
+    wave         INTEGER NOT NULL,
+    state        TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'upgraded', 'failed', 'rolledback')),
+    from_version TEXT,
+    started_at   INTEGER,
+    notified_at  INTEGER,
+    done_at      INTEGER,
+    PRIMARY KEY (rollout, mac)
+  );
+  CREATE INDEX rollout_devices_wave ON rollout_devices (rollout, wave, state);
+  `,
 ];

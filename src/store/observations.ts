@@ -43,6 +43,11 @@ export class Observations {
         `UPDATE devices SET seen_at = max(coalesce(seen_at, 0), @at), last_ip = @ip, seen_proto = @proto,
            firmware = coalesce(@firmware, firmware) WHERE mac = @mac`,
       ),
+      // a newly reported firmware changes what the config says (the firmware setting is left out
+      // for a phone that runs the version it is pointed at): a new revision, the cached row dropped
+      firmwareChanged: db.prepare<{ mac: string; firmware: string | null }>(
+        'UPDATE devices SET rev = rev + 1 WHERE mac = @mac AND @firmware IS NOT NULL AND firmware IS NOT @firmware',
+      ),
       recent: db.prepare<[string, number], ObservationRow>('SELECT * FROM observations WHERE mac = ? ORDER BY id DESC LIMIT ?'),
       trim: db.prepare<[string, string, number]>(
         'DELETE FROM observations WHERE mac = ? AND id <= (SELECT id FROM observations WHERE mac = ? ORDER BY id DESC LIMIT 1 OFFSET ?)',
@@ -71,10 +76,9 @@ export class Observations {
         if (!p || p.at <= r.at) last.set(r.mac, { ...r, ua_firmware: r.ua_firmware ?? p?.ua_firmware ?? null });
       }
       for (const r of last.values()) {
-        const before = this.store.device(r.mac)?.firmware ?? null;
+        // a new firmware may select other parameter names (vendor firmwareVariants) and drops the firmware setting of a phone that runs its image: a new revision, and the next render must see it
+        if (r.ua_firmware && this.q.firmwareChanged.run({ mac: r.mac, firmware: r.ua_firmware }).changes) this.store.forget(r.mac);
         this.q.seen.run({ mac: r.mac, at: r.at, ip: r.ip, proto: r.proto, firmware: r.ua_firmware });
-        // a new firmware may select other parameter names (vendor firmwareVariants): the next render must see it
-        if (r.ua_firmware && r.ua_firmware !== before) this.store.forget(r.mac);
         this.q.trim.run(r.mac, r.mac, keep);
       }
     }, { keepCache: true });

@@ -366,6 +366,9 @@ export function loadVendor(dir: string): Vendor {
     }
   }));
   checkDhcpAnswers(data, fail, p);
+  if (data.firmware?.upgradeLimit !== undefined) p.check(() => {
+    if (typeof data.firmware!.upgradeLimit !== 'string' || !/^\d+\s*(ms|s|m|h)?$/.test(data.firmware!.upgradeLimit)) fail('firmware.upgradeLimit', `${JSON.stringify(data.firmware!.upgradeLimit)} is not a duration`, 'a string: seconds or a number with a unit, e.g. "15m"');
+  });
   const templates = new Map<string, string>();
   const tdir = path.join(dir, 'templates');
   try {

@@ -146,6 +146,11 @@ export interface VendorData {
   /** named parameter tables (see ParamRange); a model picks one by `params`, else "default" */
   params?: Record<string, ParamTable>;
   resync: { event: string; rebootEvent?: string };
+  /**
+   * firmware facts: upgradeLimit, how long a phone of this vendor may take to fetch, flash and
+   * come back after it was pointed at a new image (a duration: 900, 15m); default [firmware] upgrade_limit
+   */
+  firmware?: { upgradeLimit?: string; source?: string };
   /** model families with their own templates and maps (VendorModel.family) */
   families?: Record<string, VendorFamily>;
   /** line ids zero-padded to this many digits (lineId in the view) */

@@ -58,8 +58,9 @@ export function ctlAsync(configDir: string, args: string[]): Promise<{ status: n
   });
 }
 
-export async function startDaemon(opts: { setup?: (configDir: string, stateDir: string) => void; env?: NodeJS.ProcessEnv; args?: string[] } = {}): Promise<Daemon> {
-  const { dir, configDir, stateDir } = copyFixtureConfig();
+export async function startDaemon(opts: { setup?: (configDir: string, stateDir: string) => void; env?: NodeJS.ProcessEnv; args?: string[]; reuse?: { dir: string; configDir: string; stateDir: string } } = {}): Promise<Daemon> {
+  // reuse: the config and state of an earlier daemon (a restart after a stop or a kill -9)
+  const { dir, configDir, stateDir } = opts.reuse ?? copyFixtureConfig();
   opts.setup?.(configDir, stateDir);
   const logs: string[] = [];
   const proc = spawn(process.execPath, [APSD, '--config', configDir, '--http-listen', '127.0.0.1:0', '--tftp-listen', '127.0.0.1:0', ...(opts.args ?? [])], {

@@ -3,7 +3,7 @@ import net from 'node:net';
 import { dhcpClassBlocks, DHCP_CLASS_FORMATS, type DhcpClassFormat } from '../../dhcp/classes.js';
 import { ApsError } from '../../errors.js';
 import { macColon } from '../../mac.js';
-import { applyIpMap, compileIpMap } from '../../render/ipmap.js';
+import { provisioningUrl } from '../../provisioning/url.js';
 import { openStore, out, usage, type CliCommand } from '../context.js';
 import { table } from '../table.js';
 
@@ -19,8 +19,8 @@ export const commands: CliCommand[] = [
       const tenantId = o.tenant as string | undefined;
       const tenant = tenantId ? ctx.config.tenants.get(tenantId) : undefined;
       if (tenantId && !tenant) throw new ApsError('APS_ERR_NOT_FOUND', `no tenant "${tenantId}"`, { expected: [...ctx.config.tenants.keys()].join(', ') });
-      const rawUrl = ctx.config.settings.provisioning.url;
-      const url = applyIpMap(rawUrl, compileIpMap(tenant?.ipDnsMap ?? [], ctx.config.settings.ipDnsMap));
+      const rawUrl = tenant?.provisioningUrl ?? ctx.config.settings.provisioning.url;
+      const url = provisioningUrl({ settings: ctx.config.settings, tenant: tenant ?? { ipDnsMap: [] } });
       const host = new URL(url).hostname;
       const rawHost = new URL(rawUrl).hostname;
       const ip = (o.ip as string | undefined) ?? (net.isIPv4(rawHost) ? rawHost : net.isIPv4(host) ? host : '');
