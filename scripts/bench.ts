@@ -30,7 +30,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const APSD = path.join(ROOT, 'dist/src/daemon.js');
 const BENCH = path.resolve(process.env.APS_BENCH_DIR ?? path.join(ROOT, '../shared/bench'));
 const QUICK = process.env.APS_BENCH_QUICK === '1';
-/** APS_BENCH_ONLY=http-close,http-ka,tftp,firmware,big,discovery,dhcp,firmware-http runs only those parts */
+/** APS_BENCH_ONLY=http-close,http-ka,tftp,firmware,big,discovery,dhcp,firmware-http,soak runs only those parts */
 const ONLY = process.env.APS_BENCH_ONLY?.split(',');
 const want = (part: string) => !ONLY || ONLY.includes(part);
 const N = 10_000;
@@ -246,11 +246,12 @@ async function main() {
 
   // --- DHCP: passive capture and the built-in server (namespaces: needs root) ------------
   // --- firmware over HTTP: a 30 MiB image beside nginx; config requests during 200 downloads ---
-  for (const [part, script] of [['discovery', 'bench-discovery.ts'], ['dhcp', 'bench-dhcp.ts'], ['firmware-http', 'bench-firmware.ts']] as const) {
+  // --- soak: mixed load for 10 minutes (quick) or an hour, memory and descriptors over time ---
+  for (const [part, script] of [['discovery', 'bench-discovery.ts'], ['dhcp', 'bench-dhcp.ts'], ['firmware-http', 'bench-firmware.ts'], ['soak', 'bench-soak.ts']] as const) {
     const file = path.join(ROOT, 'scripts', script);
     if (!want(part) || !fs.existsSync(file)) continue;
     log(`\n${part}: node --import tsx scripts/${script}`);
-    const r = spawnSync(process.execPath, ['--import', 'tsx', file], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: 15 * 60_000, env: { ...process.env, APS_BENCH_QUICK: QUICK ? '1' : '' } });
+    const r = spawnSync(process.execPath, ['--import', 'tsx', file], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: (part === 'soak' ? 80 : 15) * 60_000, env: { ...process.env, APS_BENCH_QUICK: QUICK ? '1' : '' } });
     log((r.stdout ?? '').trimEnd());
     if (r.status !== 0) log(`(${script} exited ${r.status}: ${(r.stderr ?? '').trim().split('\n').slice(-5).join(' / ')})`);
     results[part] = { exit: r.status, output: r.stdout };

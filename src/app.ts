@@ -20,7 +20,7 @@ import { DigestAuth } from './provisioning/digest.js';
 import { Guard } from './provisioning/guard.js';
 import { provisioningUrl } from './provisioning/url.js';
 import { normalizeIp } from './net/address.js';
-import type { Service } from './servers/service.js';
+import type { Service, ServiceStatus } from './servers/service.js';
 import { HttpService, type HttpServerDeps } from './servers/http.js';
 import { createTftpServer, type TftpServer } from './servers/tftp.js';
 import { tftpResolver } from './servers/tftp-files.js';
@@ -51,6 +51,8 @@ export class App {
     return this.gen;
   }
   readonly registry: VendorRegistry;
+  /** state_dir as it was at start (a change takes effect at the next restart) */
+  readonly stateDir: string;
   readonly store: Store;
   readonly inventory: Inventory;
   readonly fetches: FetchLog;
@@ -72,7 +74,8 @@ export class App {
     this.log.setLevel(this.config.settings.server.logLevel);
     this.registry = VendorRegistry.load(opts.vendorsDir ?? DEFAULT_VENDORS_DIR);
     checkTemplates(this.config, this.registry);
-    this.store = Store.open(this.config.settings.server.stateDir, { cache: true });
+    this.stateDir = this.config.settings.server.stateDir;
+    this.store = Store.open(this.stateDir, { cache: true });
     fs.mkdirSync(this.config.settings.server.firmwareDir, { recursive: true });
     const config = () => this.config;
     const settings = () => this.config.settings;
@@ -90,7 +93,7 @@ export class App {
       provisioningUrl({ settings: this.config.settings, tenant, localIp, listen: this.opts.httpListen ?? this.config.settings.http.listen, httpPort: this.http?.addresses()[0]?.port });
     const { store, registry, guard, inventory, log } = this;
     // optional services, each null when its section leaves it off
-    const capture = createCaptureService({ capture: () => this.config.settings.dhcp.capture, inventory, log });
+    const capture = createCaptureService({ capture: () => this.config.settings.dhcp.capture, inventory, store, log });
     const dhcpServer = createDhcpServerService({ config, generation, store, registry, inventory, log, provisioningUrl: url });
     const pnp = createPnpService({ config, registry, store, guard, inventory, log, provisioningUrl: url });
     const pin = createPinService({ config, store, registry, guard, log });
@@ -143,6 +146,10 @@ export class App {
         log: this.log,
         maxBlksize: s.tftp.maxBlksize,
         maxWindowsize: s.tftp.maxWindowsize,
+        maxTimeoutS: s.tftp.maxTimeoutS,
+        firstAckMs: s.tftp.firstAckMs,
+        maxTransfers: s.tftp.maxTransfers,
+        perSource: s.tftp.perSource,
         silent: (address) => this.guard.banned(normalizeIp(address)) !== null,
       });
       try {
@@ -177,6 +184,18 @@ export class App {
       devices: this.store.countDevices(),
       vendors: this.registry.list().map((v) => v.id).join(','),
     });
+  }
+
+  /** What runs, on which interface, since when, the last error (`apsctl status`, systemd STATUS). */
+  status(): { listen: { http: string[]; https: string[]; tftp: string[] }; services: ServiceStatus[] } {
+    return {
+      listen: {
+        http: this.http?.addresses().map(formatHostPort) ?? [],
+        https: this.https?.addresses().map(formatHostPort) ?? [],
+        tftp: this.tftp?.addresses().map(formatHostPort) ?? [],
+      },
+      services: this.services.flatMap((svc) => svc.status?.() ?? []),
+    };
   }
 
   /** Re-reads the ini files; on any error keeps the running configuration and says why. */

@@ -11,6 +11,7 @@ import { configDirFrom } from './config/index.js';
 import { parseHostPort, type HostPort } from './config/fields.js';
 import { isApsError, describeError } from './errors.js';
 import { createLogger } from './log.js';
+import { statusLine, writeStatus } from './servers/status-file.js';
 
 interface SdNotify {
   ready(): void;
@@ -99,6 +100,28 @@ async function main(): Promise<number> {
   }
   sd.ready();
   sd.sendStatus(`serving ${app.store.countDevices()} devices`);
+  // the status file and systemd's STATUS line follow every change of a service's state
+  const started = new Date().toISOString();
+  let lastStatus = '';
+  let statusWriteFailed = false;
+  const publishStatus = () => {
+    const st = app.status();
+    const now = JSON.stringify(st);
+    if (now === lastStatus) return;
+    lastStatus = now;
+    if (st.services.length) sd.sendStatus(statusLine(st));
+    try {
+      writeStatus(app.stateDir, { pid: process.pid, started, updated: new Date().toISOString(), config: dir ?? '(built-in defaults)', ...st });
+      statusWriteFailed = false;
+    } catch (e) {
+      lastStatus = '';
+      if (!statusWriteFailed) app.log.warn('cannot write the status file (apsctl status shows an older state)', { err: describeError(e) });
+      statusWriteFailed = true;
+    }
+  };
+  publishStatus();
+  const statusTimer = setInterval(publishStatus, 1000);
+  statusTimer.unref();
   const wd = sd.watchdogInterval();
   let wdTimer: NodeJS.Timeout | undefined;
   if (wd > 0) {
@@ -120,6 +143,7 @@ async function main(): Promise<number> {
       sd.stopping();
       app.log.info(`${sig}: finishing transfers in flight, then exiting`);
       if (wdTimer) clearInterval(wdTimer);
+      clearInterval(statusTimer);
       app.stop(5000).then(
         () => {
           app.log.info('apsd stopped');

@@ -431,7 +431,18 @@ test('a connection that says nothing is dropped after the idle timeout', async (
   const t0 = Date.now();
   assert.is(await rd.next(3000), null);
   assert.ok(Date.now() - t0 < 2000);
-  assert.ok(log.lines.some((l) => l.includes('Asterisk silent too long')));
+  assert.ok(log.lines.some((l) => l.includes('no AGI environment in time')));
+  sock.destroy();
+});
+
+test('a connection that sends no AGI environment is closed after agi_env_timeout, even with a long idle timeout', async () => {
+  const { port } = await startServer(async () => undefined, { idleTimeoutMs: 60_000, envTimeoutMs: 150 });
+  const sock = await connect(port);
+  sock.write('agi_network: yes\n');
+  const rd = lines(sock);
+  const t0 = Date.now();
+  assert.is(await rd.next(3000), null);
+  assert.ok(Date.now() - t0 < 1500, `${Date.now() - t0} ms`);
   sock.destroy();
 });
 

@@ -2,7 +2,11 @@
 import fs from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
 import { copyFixtureConfig, ctl } from './support/daemon.js';
+import { ROOT } from './support/paths.js';
+
+const runNode = (args: string[]) => spawnSync(process.execPath, args, { cwd: ROOT, encoding: 'utf8', timeout: 20_000 });
 
 const c = copyFixtureConfig();
 const run = (...a: string[]) => ctl(c.configDir, ...a);
@@ -32,6 +36,28 @@ test('a malformed MAC, unknown tenant, template or model is refused with what wa
   assert.match(r.stderr, /Yealink has no model "T99X" \(expected one of /);
   r = run('device', 'add', '805ec0000009');
   assert.is(r.status, 2);
+});
+
+test('a template naming an unknown vendor or model is refused by apsd --check and apsctl with file:line: of that key', () => {
+  const t = copyFixtureConfig();
+  try {
+    const file = `${t.configDir}/templates.d/snom-full.ini`;
+    const orig = fs.readFileSync(file, 'utf8');
+    const lineOf = (text: string, key: string) => text.split('\n').findIndex((l) => l.startsWith(`${key} =`)) + 1;
+    for (const [key, value, says] of [['vendor', 'nosuch', 'no vendor .{1,2}nosuch'], ['model', 'X99', 'Snom has no model .{1,2}X99']] as const) {
+      const text = orig.replace(new RegExp(`^${key} = .*$`, 'm'), `${key} = ${value}`);
+      fs.writeFileSync(file, text);
+      const where = `${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:${lineOf(text, key)}: \\[template\\] ${key}: ${says}`;
+      const check = runNode(['dist/src/daemon.js', '--check', '--config', t.configDir]);
+      assert.is(check.status, 1);
+      assert.match(check.stderr, new RegExp(`APS_ERR_CONFIG: ${where}`));
+      const cc = ctl(t.configDir, 'config', 'check');
+      assert.is(cc.status, 1);
+      assert.match(cc.stderr, new RegExp(`^apsctl: APS_ERR_CONFIG: ${where}`));
+    }
+  } finally {
+    fs.rmSync(t.dir, { recursive: true, force: true });
+  }
 });
 
 test('model ids are matched without regard to case', () => {

@@ -11,6 +11,7 @@
  * skipped, with the reason printed, only where network namespaces cannot be made.
  */
 import { dhclientHex, dhclientOnce } from './support/peers.js';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -257,14 +258,25 @@ test('a declined address stays out of the pool until its hold ends, even for the
 });
 const ipn = (ip: string) => ip.split('.').reduce((a, o) => a * 256 + Number(o), 0);
 
-test('apsd refuses to start when [dhcp_server] names an interface that does not exist, naming the key', () => {
+test('a [dhcp_server] interface that does not exist yet is a warning: apsd starts, serves, and says the DHCP server waits for it', async () => {
   const site = copyFixtureConfig();
   try {
     fs.appendFileSync(path.join(site.configDir, 'aps.ini'), '\n[dhcp_server]\nenabled = true\ninterface = aps-nope0\nrange = 10.197.9.10-10.197.9.20\n');
-    const r = run(process.execPath, [RUNNER, '--config', site.configDir, '--http-listen', '127.0.0.1:0', '--tftp-listen', '127.0.0.1:0']);
-    assert.is(r.status, 1, r.stderr);
-    assert.match(r.stderr, /cannot start/);
-    assert.match(r.stderr, /APS_ERR_CONFIG: [^ ]*aps\.ini: \[dhcp_server\] interface: no interface \\"aps-nope0\\"/);
+    const p = spawn(process.execPath, [RUNNER, '--config', site.configDir, '--http-listen', '127.0.0.1:0', '--tftp-listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, JOURNAL_STREAM: '' } });
+    let out = '';
+    p.stdout!.on('data', (d) => (out += d));
+    p.stderr!.on('data', (d) => (out += d));
+    const exited = new Promise<number | null>((r) => p.on('exit', (c) => r(c)));
+    try {
+      await waitUntil(() => /apsd ready/.test(out), 15_000, 'apsd ready');
+      assert.match(out, /level=warn msg="DHCP server waiting for its interface[^"]*" iface=aps-nope0 why="no interface aps-nope0"/);
+      await waitUntil(() => fs.existsSync(path.join(site.stateDir, 'apsd-status.json')), 5000, 'the status file');
+      const st = JSON.parse(fs.readFileSync(path.join(site.stateDir, 'apsd-status.json'), 'utf8')) as { services: { service: string; state: string }[] };
+      assert.equal(st.services.map((s) => [s.service, s.state]), [['dhcp-server', 'waiting']]);
+    } finally {
+      p.kill('SIGTERM');
+    }
+    assert.is(await exited, 0, out);
   } finally {
     fs.rmSync(site.dir, { recursive: true, force: true });
   }

@@ -200,9 +200,64 @@ test('(a) one address asking for 10,000 random MACs over HTTP is banned within 1
   }
   assert.ok(bannedAt >= 0, 'never banned');
   assert.ok(misses <= 10, `${misses} misses before the ban`);
-  await d.waitLog(/security event=ban ip=127\.0\.0\.30 reason=unknown-mac count=10/);
+  await d.waitLog(/security event=ban ip=127\.0\.0\.30 reason=unproved-macs count=10/);
   // the ban holds on every protocol: TFTP answers nothing at all
   assert.is(await tftpAsk(d.tftpPort, 'y000000000066.cfg', from), null);
+});
+
+/** What a prober sees of one answer: status, headers that are not per-request, body. */
+function seen(r: Resp): string {
+  const h = { ...r.headers } as Record<string, unknown>;
+  for (const k of ['date', 'www-authenticate', 'connection', 'keep-alive']) delete h[k];
+  const ch = ([] as string[]).concat(r.headers['www-authenticate'] ?? []).map((x) => x.replace(/nonce="[^"]+"/g, 'nonce=…'));
+  return JSON.stringify([r.status, h, ch, r.body]);
+}
+
+test('a scanner cannot tell known MACs from unknown ones: the same answers, and the ban after as many MACs, over HTTP and TFTP', async () => {
+  const known = Array.from({ length: 14 }, (_, i) => `805ec0f0${(i + 16).toString(16)}01`);
+  for (const m of known) assert.is(d.ctl('device', 'add', m, '--tenant', 'acme', '--template', 'yealink-full').status, 0);
+  const unknown = Array.from({ length: 14 }, () => randomMac());
+  const scan = async (from: string, macs: string[]) => {
+    const out: string[] = [];
+    for (const m of macs) out.push(seen(await get(httpPort(d), `/provisioning/${m}.cfg`, { from })));
+    return out;
+  };
+  const a = await scan('127.0.0.70', known);
+  const b = await scan('127.0.0.71', unknown);
+  assert.equal(a, b, 'the same answers, one by one, for known and unknown MACs');
+  assert.is(a.filter((x) => x.startsWith('[403')).length, 14 - 10 + 1 - 1, 'banned after ten MACs in both cases');
+  const tscan = async (from: string, macs: string[]) => {
+    const out: string[] = [];
+    for (const m of macs) out.push((await tftpAsk(d.tftpPort, `${m}.cfg`, from, 150))?.toString('hex') ?? 'silence');
+    return out;
+  };
+  const ta = await tscan('127.0.0.72', known);
+  const tb = await tscan('127.0.0.73', unknown);
+  assert.equal(ta, tb, 'the same TFTP answers for known and unknown MACs');
+  assert.is(ta.filter((x) => x === 'silence').length, 4);
+  const bans = JSON.parse(d.ctl('ban', 'list', '--json').stdout) as { ip: string; reason: string; count: number }[];
+  for (const ip of ['127.0.0.70', '127.0.0.71', '127.0.0.72', '127.0.0.73']) assert.ok(bans.some((x) => x.ip === ip && x.reason === 'unproved-macs' && x.count === 10), ip);
+  for (const m of known) d.ctl('device', 'remove', m);
+});
+
+test('thirty phones behind one NAT that proves itself are never banned by their own first requests', async () => {
+  const from = '127.0.0.80';
+  const phones = Array.from({ length: 30 }, (_, i) => `805ec0f1${(i + 16).toString(16)}02`);
+  for (const m of phones) assert.is(d.ctl('device', 'add', m, '--tenant', 'acme', '--template', 'yealink-full').status, 0);
+  const all = new Map(phones.map((m) => [m, JSON.parse(d.ctl('--json', 'device', 'credentials', m).stdout) as { username: string; password: string }]));
+  const creds = (m: string) => all.get(m)!;
+  // the site has been seen proving itself before (one phone's digest), then all of them boot at once
+  const c0 = creds(phones[0]!);
+  assert.is((await digestGet(httpPort(d), `/provisioning/${phones[0]}.cfg`, c0.username, c0.password, from)).status, 200);
+  const firsts = await Promise.all(phones.map((m) => get(httpPort(d), `/provisioning/${m}.cfg`, { from })));
+  assert.equal([...new Set(firsts.map((r) => r.status))], [401], 'the first step of digest, for each of them');
+  const proved = await Promise.all(phones.map((m) => { const c = creds(m); return digestGet(httpPort(d), `/provisioning/${m}.cfg`, c.username, c.password, from); }));
+  assert.equal([...new Set(proved.map((r) => r.status))], [200], d.logs.filter((l) => /127\.0\.0\.80/.test(l) && /auth-failed|ban/.test(l)).slice(0, 5).join('\n'));
+  await new Promise((r) => setTimeout(r, 2200));
+  assert.is((await get(httpPort(d), `/provisioning/${phones[1]}.cfg`, { from })).status, 401, 'still not banned after the grace');
+  const bans = JSON.parse(d.ctl('ban', 'list', '--json').stdout) as { ip: string }[];
+  assert.not.ok(bans.some((x) => x.ip === from));
+  for (const m of phones) d.ctl('device', 'remove', m);
 });
 
 test('(a) the same over TFTP: banned within 10 misses, then silence', async () => {
@@ -259,7 +314,7 @@ test('bans survive a restart and apsctl ban lift ends one at once', async () => 
     const again = await startDaemon({ setup: (cfg) => fs.cpSync(path.join(e.configDir, 'aps.ini'), path.join(cfg, 'aps.ini')) });
     try {
       assert.is((await get(httpPort(again), '/provisioning/y000000000066.cfg', { from: '127.0.0.40' })).status, 403, 'still banned after the restart');
-      assert.match(again.ctl('ban', 'list').stdout, /127\.0\.0\.40\s+\S+\s+unknown-mac\s+10/);
+      assert.match(again.ctl('ban', 'list').stdout, /127\.0\.0\.40\s+\S+\s+unproved-macs\s+10/);
       assert.is(again.ctl('ban', 'lift', '127.0.0.40').status, 0);
       assert.is((await get(httpPort(again), '/provisioning/y000000000066.cfg', { from: '127.0.0.40' })).status, 200);
       assert.match(again.ctl('explain', '127.0.0.40', 'y000000000066.cfg').stdout, /not banned/);

@@ -445,6 +445,46 @@ test('the OACK has the real tsize, the clamped blksize and windowsize, the echoe
   assert.ok(tiny.data.equals(SMALL));
 });
 
+test('a timeout option above max_timeout is left out of the OACK; one within it is echoed', async () => {
+  const big = await rawGet(main.port, 'small.cfg', { options: { timeout: '255', tsize: '0' } });
+  assert.equal(big.oack, { tsize: '3000' });
+  assert.ok(big.data.equals(SMALL));
+  const ok = await rawGet(main.port, 'small.cfg', { options: { timeout: '5' } });
+  assert.equal(ok.oack, { timeout: '5' });
+});
+
+test('a transfer whose OACK is never acknowledged is dropped after firstAckMs, whatever timeout it asked for', async () => {
+  const s = await startServer({ firstAckMs: 300, maxTimeoutS: 255 });
+  extraServers.push(s.srv);
+  const raw = await openRaw();
+  raw.send(encodeRequest(OP_RRQ, 'small.cfg', 'octet', { timeout: '255', blksize: '1428' }), s.port);
+  const first = await raw.next(1000);
+  assert.is(first?.pkt?.op, OP_OACK);
+  await sleep(700);
+  raw.close();
+  assert.equal(s.srv.stats(), { active: 0, served: 0, failed: 1, refused: 0, malformed: 0, unacknowledged: 1, busy: 0 });
+  await s.srv.close();
+});
+
+test('one address gets at most perSource transfers at once; another address is still served', async () => {
+  const s = await startServer({ perSource: 2 });
+  extraServers.push(s.srv);
+  const holders = [await openRaw(), await openRaw(), await openRaw()];
+  for (const h of holders) h.send(encodeRequest(OP_RRQ, 'slow.bin', 'octet'), s.port);
+  const answers = await Promise.all(holders.map((h) => h.next(1000)));
+  assert.equal(answers.map((a) => a?.pkt?.op).sort(), [OP_DATA, OP_DATA, OP_ERROR].sort());
+  const other = dgram.createSocket('udp4');
+  await new Promise<void>((r) => other.bind(0, '127.0.0.2', () => r()));
+  const got = await new Promise<number>((r) => {
+    other.once('message', (m) => r(m.readUInt16BE(0)));
+    other.send(encodeRequest(OP_RRQ, 'small.cfg', 'octet'), s.port, '127.0.0.1');
+  });
+  other.close();
+  assert.is(got, OP_DATA, 'another address gets its file');
+  for (const h of holders) h.close();
+  await s.srv.close({ drainMs: 0 });
+});
+
 test('in netascii mode tsize reports the converted size', async () => {
   const raw = await rawGet(main.port, 'text.cfg', { mode: 'netascii', options: { tsize: '0' } });
   assert.is(raw.oack?.tsize, String(toNetascii(TEXT).length));
@@ -644,7 +684,7 @@ test('a silent client gets retransmissions at the timeout, then the transfer is 
   }
   raw.close();
   assert.equal(got, [1, 1, 1], 'DATA 1 then 2 retransmissions');
-  assert.equal(s.srv.stats(), { active: 0, served: 0, failed: 1, refused: 0, malformed: 0 });
+  assert.equal(s.srv.stats(), { active: 0, served: 0, failed: 1, refused: 0, malformed: 0, unacknowledged: 0, busy: 0 });
   assert.ok(s.log.lines.some((l) => l.includes('tftp transfer abandoned') && l.includes('reason=timeout') && l.includes('file=small.cfg')));
   await s.srv.close();
 });
@@ -713,7 +753,7 @@ test('close() abandons transfers still running after drainMs and tells their cli
   const err = await raw.next(500);
   raw.close();
   assert.ok(err?.pkt?.op === OP_ERROR && err.pkt.code === 0 && err.pkt.message === 'server shutting down');
-  assert.equal(s.srv.stats(), { active: 0, served: 0, failed: 1, refused: 0, malformed: 0 });
+  assert.equal(s.srv.stats(), { active: 0, served: 0, failed: 1, refused: 0, malformed: 0, unacknowledged: 0, busy: 0 });
 });
 
 test('start() rejects with APS_ERR_BIND naming host:port when the port is taken', async () => {

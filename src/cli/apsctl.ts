@@ -21,7 +21,7 @@ import { ApsError, isApsError } from '../errors.js';
 import { macColon, requireMac, type Mac } from '../mac.js';
 import { Renderer } from '../render/index.js';
 import { buildView } from '../render/view.js';
-import { Store, type DeviceRow } from '../store/index.js';
+import { Store, storeFailure, type DeviceRow } from '../store/index.js';
 import { VendorRegistry, fileFits, fileNameForModel } from '../vendors/registry.js';
 import { table } from './table.js';
 import { needDevice, openStore, out, usage, warnIfStale, type CliCommand, type Ctx } from './context.js';
@@ -573,11 +573,13 @@ export async function main(argv: string[]): Promise<number> {
     }
     return 0;
   } catch (e) {
-    if (isApsError(e)) {
-      process.stderr.write(`apsctl: ${e.describe()}\n`);
-      return e.code === 'APS_ERR_USAGE' ? 2 : 1;
+    // a database that cannot be written (disk full, read-only, busy): said plainly, never a stack
+    const err = isApsError(e) ? e : (ctx?.store?.failure(e) ?? storeFailure(e, path.join(ctx?.config.settings.server.stateDir ?? '.', 'aps.db')));
+    if (err) {
+      process.stderr.write(`apsctl: ${err.describe()}\n`);
+      return err.code === 'APS_ERR_USAGE' ? 2 : 1;
     }
-    process.stderr.write(`apsctl: ${(e as Error).stack ?? e}\n`);
+    process.stderr.write(`apsctl: internal error: ${(e as Error).message ?? e}\n${process.env.APS_DEBUG ? `${(e as Error).stack}\n` : '(APS_DEBUG=1 shows where)\n'}`);
     return 1;
   } finally {
     ctx?.store?.close();
@@ -585,4 +587,5 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 
-main(process.argv.slice(2)).then((code) => process.exit(code));
+// exit once stdout is written out (a pipe takes large output asynchronously: process.exit would cut it)
+main(process.argv.slice(2)).then((code) => process.stdout.write('', () => process.exit(code)));

@@ -21,9 +21,25 @@ export interface Settings {
     /** observations of fetches kept per device, and how long (ms) */
     observationsPerDevice: number; observationsMs: number;
   };
-  http: { listen: HostPort[]; alias: string };
+  http: {
+    listen: HostPort[]; alias: string;
+    /** open connections at most (HTTP and HTTPS each); past it new ones get 503; 0 = from the descriptor limit */
+    maxConnections: number;
+    /** open connections from one address at most; past it 503 */
+    perSource: number;
+    /** a keep-alive connection idle this long is closed */
+    idleTimeoutMs: number;
+  };
   https: { listen: HostPort[]; cert: string; key: string; clientCa: string };
-  tftp: { enabled: boolean; listen: HostPort[]; maxBlksize: number; maxWindowsize: number };
+  tftp: {
+    enabled: boolean; listen: HostPort[]; maxBlksize: number; maxWindowsize: number;
+    /** largest `timeout` option (seconds) acknowledged; a larger one is not (the server keeps this as its retransmit interval) */
+    maxTimeoutS: number;
+    /** a transfer whose OACK or first block is not acknowledged within this is dropped */
+    firstAckMs: number;
+    /** concurrent transfers, all sources / from one address */
+    maxTransfers: number; perSource: number;
+  };
   provisioning: {
     sipServer: string; url: string;
     /** whether [provisioning] url was written (else derived from the HTTP listener) */
@@ -53,7 +69,13 @@ export interface Settings {
     rangeStart: string; rangeEnd: string; netmask: string; router: string;
     dns: string[]; ntp: string[]; leaseTimeMs: number; domain: string;
   };
-  pinSettings: { agiListen: HostPort[]; maxAttempts: number; lockoutMs: number };
+  pinSettings: {
+    agiListen: HostPort[]; maxAttempts: number; lockoutMs: number;
+    /** FastAGI: the AGI environment must arrive within this of the connection */
+    agiEnvTimeoutMs: number;
+    /** FastAGI sessions at most, all sources / from one address */
+    agiMaxSessions: number; agiPerSource: number;
+  };
   pbx: { accountsFile: string; unprovContext: string; pjsipConf: string; allowShared: boolean };
   api: { token: string };
   /** firmware rollouts: how often apsd steps them, and how long a phone may take to come back upgraded (unless its vendor says) */
@@ -111,6 +133,11 @@ export function readSettings(ini: IniFile | null, base = process.cwd(), configDi
   if (!/^[A-Za-z0-9._-]*$/.test(alias) || alias === '.' || alias === '..') {
     http.fail('alias', `"${alias}" is not a path segment`, 'letters, digits, ".", "_" or "-", e.g. provisioning');
   }
+  const httpLimits = {
+    maxConnections: http.int('max_connections', 0, 0, 1_000_000),
+    perSource: http.int('per_source', 256, 1, 1_000_000),
+    idleTimeoutMs: http.duration('idle_timeout', '5s', 100, 3600_000),
+  };
   http.done();
 
   const hs = new SectionReader(file, 'https');
@@ -129,6 +156,10 @@ export function readSettings(ini: IniFile | null, base = process.cwd(), configDi
     listen: tftp.listen('listen', '0.0.0.0:6969'),
     maxBlksize: tftp.int('max_blksize', 8192, 512, 65464),
     maxWindowsize: tftp.int('max_windowsize', 64, 1, 65535),
+    maxTimeoutS: tftp.int('max_timeout', 5, 1, 255),
+    firstAckMs: tftp.duration('first_ack_timeout', '5s', 500, 300_000),
+    maxTransfers: tftp.int('max_transfers', 5000, 1, 1_000_000),
+    perSource: tftp.int('per_source', 32, 1, 1_000_000),
   };
   tftp.done();
 
@@ -206,6 +237,9 @@ export function readSettings(ini: IniFile | null, base = process.cwd(), configDi
     agiListen: pi.listen('agi_listen', '127.0.0.1:4573'),
     maxAttempts: pi.int('max_attempts', 3, 1, 100),
     lockoutMs: pi.duration('lockout', '15m', 1000),
+    agiEnvTimeoutMs: pi.duration('agi_env_timeout', '5s', 100, 600_000),
+    agiMaxSessions: pi.int('agi_max_sessions', 64, 1, 100_000),
+    agiPerSource: pi.int('agi_per_source', 16, 1, 100_000),
   };
   pi.done();
 
@@ -266,7 +300,7 @@ export function readSettings(ini: IniFile | null, base = process.cwd(), configDi
 
   return {
     server: { stateDir, firmwareDir, logLevel, securityLog: securityLog ? path.resolve(base, securityLog) : '', observationsPerDevice, observationsMs },
-    http: { listen, alias },
+    http: { listen, alias, ...httpLimits },
     https,
     tftp: tftpS,
     provisioning: { sipServer, url, urlSet, pinHash, pin, unprovPrefix },

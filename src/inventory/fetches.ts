@@ -125,10 +125,15 @@ export class FetchLog {
       });
     }
     if (sightings.size) {
-      const out = this.deps.inventory.observeMany([...sightings.values()]);
-      this.counters.sightings += out.filter((r) => !(r instanceof Error)).length;
-      const err = out.find((r): r is Error => r instanceof Error);
-      if (err) this.warn('sightings of fetches not written', err);
+      try {
+        const out = this.deps.inventory.observeMany([...sightings.values()]);
+        this.counters.sightings += out.filter((r) => !(r instanceof Error)).length;
+        const err = out.find((r): r is Error => r instanceof Error);
+        if (err) this.warn('sightings of fetches not written', err);
+      } catch (e) {
+        // the transaction itself failed (disk full, read-only, busy): serving goes on without it
+        this.warn('sightings of fetches not written', e);
+      }
     }
     try {
       this.observations.write(rows, s.observationsPerDevice);

@@ -5,14 +5,14 @@
  *    MAC (HTTPS with client_ca), the site credentials or the device's own credentials (HTTP
  *    digest; Basic only over HTTPS), or the DHCP lease of that MAC held by the requesting IP
  *    inside trusted_subnets. For TFTP, tftp_secrets decides between never, lease and always.
- *  - bans: requests for unknown MACs, failed authentication and User-Agents that contradict
- *    the MAC count against the source IP; past ban_after within ban_window the IP is banned
+ *  - bans: the distinct MACs one source asks for without proof (known and unknown ones alike,
+ *    so that the time of a ban tells a scanner nothing), failed authentication and User-Agents
+ *    that contradict the MAC count against the source IP; past ban_after within ban_window the IP is banned
  *    for ban_time (HTTP 403 without body, TFTP silence) on every protocol. A global budget of
  *    unknown-MAC lookups per minute makes a scan spread over many addresses cost one miss
  *    per address once it is spent. Bans are kept in the state database and survive restarts.
  *    trusted_subnets and allow are never banned, but still need proof for secrets.
  */
-import { describeError } from '../errors.js';
 import type { Settings } from '../config/index.js';
 import type { Logger } from '../log.js';
 import type { Mac } from '../mac.js';
@@ -24,7 +24,10 @@ export type Proof =
   | { ok: true; by: 'certificate' | 'credentials' | 'device-credentials' | 'lease' | 'policy'; user?: string }
   | { ok: false; reason: string; challenge: boolean; stale?: boolean; lease?: string; credentials?: string };
 
-export type Offence = 'unknown-mac' | 'auth-failed' | 'ua-mismatch';
+export type Offence = 'auth-failed' | 'ua-mismatch';
+
+/** How long a vouched-for source's phone has to prove the MAC it asked for before it counts. */
+export const PROOF_GRACE_MS = 2000;
 
 export interface HttpProofRequest {
   proto: 'http' | 'https';
@@ -49,6 +52,10 @@ export class Guard {
   private readonly bans = new Map<string, { until: number; reason: string }>();
   private readonly hits = new Map<string, number[]>();
   private budget = { windowStart: 0, used: 0, warned: false };
+  /** per source: the MACs it asked for without proof in the window, and when (insertion order) */
+  private readonly asked = new Map<string, Map<string, number>>();
+  /** per source: when it last proved a MAC (phones behind one NAT share it) */
+  private readonly vouched = new Map<string, number>();
   private sweepAt = 0;
 
   constructor(private readonly deps: GuardDeps) {
@@ -90,12 +97,40 @@ export class Guard {
     }
     list.push(now);
     while (list.length && list[0] <= now - s.banWindowMs) list.shift();
+    const threshold = s.banAfter;
+    if (list.length >= threshold) this.ban(ip, offence, list.length, now);
+  }
+
+  /**
+   * A request for one device's file (its MAC in the name) that carried no proof: the MAC joins
+   * the source's set for the window, whether it is a device or not. A MAC asked for again costs
+   * nothing more (a phone asking for its files, the first step of digest). Past ban_after
+   * distinct MACs the source is banned. A source that proved a MAC within ban_time (phones behind
+   * one NAT) counts only MACs still unproved PROOF_GRACE_MS after they were asked for, so its own
+   * phones' first requests never ban it.
+   */
+  unproved(ip: string, mac: Mac, fields: { proto: string; file: string; unknown: boolean }, now = Date.now()): void {
+    if (fields.unknown) this.deps.log.security('unknown-mac', { proto: fields.proto, mac, file: fields.file, ip });
+    if (this.exempt(ip) || this.banned(ip, now)) return;
+    const s = this.deps.settings().security;
+    this.sweep(now);
+    let m = this.asked.get(ip);
+    if (!m) {
+      m = new Map();
+      this.asked.set(ip, m);
+    }
+    for (const [k, t] of m) {
+      if (t > now - s.banWindowMs) break;
+      m.delete(k);
+    }
+    if (m.has(mac)) return;
+    m.set(mac, now);
     let threshold = s.banAfter;
-    if (offence === 'unknown-mac' && s.unknownBudget > 0) {
+    if (s.unknownBudget > 0) {
       if (now - this.budget.windowStart >= 60_000) this.budget = { windowStart: now, used: 0, warned: false };
       this.budget.used++;
       if (this.budget.used > s.unknownBudget) {
-        // the minute's budget is spent: every further miss bans its source at once
+        // the minute's budget is spent: every further MAC without proof bans its source at once
         threshold = 1;
         if (!this.budget.warned) {
           this.budget.warned = true;
@@ -103,7 +138,22 @@ export class Guard {
         }
       }
     }
-    if (list.length >= threshold) this.ban(ip, offence, list.length, now);
+    let count = m.size;
+    const v = this.vouched.get(ip);
+    if (v !== undefined && now - v < s.banTimeMs) {
+      count = 0;
+      for (const t of m.values()) if (now - t >= PROOF_GRACE_MS) count++;
+    }
+    if (count >= threshold) {
+      this.asked.delete(ip);
+      this.ban(ip, 'unproved-macs', count, now);
+    }
+  }
+
+  /** The source proved `mac`: it leaves the source's unproved set, and the source is vouched for. */
+  proved(ip: string, mac: Mac, now = Date.now()): void {
+    this.asked.get(ip)?.delete(mac);
+    this.vouched.set(ip, now);
   }
 
   ban(ip: string, reason: string, count: number, now = Date.now()): void {
@@ -115,7 +165,8 @@ export class Guard {
     try {
       this.deps.store.putBan({ ip, until, reason, count });
     } catch (e) {
-      this.deps.log.error('ban not saved', { ip, err: describeError(e) });
+      // the ban holds in memory; the database gets it when it can be written again
+      this.deps.store.writeFailed('ban', e, this.deps.log);
     }
     this.deps.log.security('ban', { ip, reason, count, until: new Date(until).toISOString() });
   }
@@ -126,6 +177,13 @@ export class Guard {
     const win = this.deps.settings().security.banWindowMs;
     for (const [ip, list] of this.hits) if (!list.length || list[list.length - 1] <= now - win) this.hits.delete(ip);
     for (const [ip, b] of this.bans) if (b.until <= now) this.bans.delete(ip);
+    for (const [ip, m] of this.asked) {
+      let last = 0;
+      for (const t of m.values()) last = t;
+      if (last <= now - win) this.asked.delete(ip);
+    }
+    const banTime = this.deps.settings().security.banTimeMs;
+    for (const [ip, t] of this.vouched) if (t <= now - banTime) this.vouched.delete(ip);
   }
 
   /** Whether `ip` holds the current DHCP lease of `mac` inside trusted_subnets, and in words why or why not. */
@@ -217,6 +275,6 @@ export class Guard {
   }
 
   stats(): { bans: number; watched: number; budgetUsed: number } {
-    return { bans: this.bans.size, watched: this.hits.size, budgetUsed: this.budget.used };
+    return { bans: this.bans.size, watched: this.hits.size + this.asked.size, budgetUsed: this.budget.used };
   }
 }

@@ -108,9 +108,16 @@ export function provide(deps: ProviderDeps, rawName: string, ctx: RequestContext
     : r.matches;
   const picked = pickMatch(r.matches, deps.store);
   const unknown = !picked || 'unknownMac' in picked;
+  // every request for one device's file without proof counts its MAC against the source, known
+  // or unknown alike (guard.unproved): neither the answer nor the time of a ban tells them apart
+  const unproved = () => {
+    if (!ctx.dryRun) deps.guard.unproved(ctx.ip, mac, { proto: ctx.proto, file: r.name, unknown });
+  };
+  const provedBy = (p: Proof) => {
+    if (p.ok && !ctx.dryRun) deps.guard.proved(ctx.ip, mac);
+  };
   if (unknown) {
-    say('device', `${macColon(mac)} is not a device (apsctl device list): the request counts as an unknown-MAC miss against ${ctx.ip}`);
-    if (!ctx.dryRun) deps.guard.note(ctx.ip, 'unknown-mac', { proto: ctx.proto, mac, file: r.name });
+    say('device', `${macColon(mac)} is not a device (apsctl device list): without proof the MAC counts against ${ctx.ip}, as a known one would`);
   } else {
     const d = picked.device!;
     say('device', `${macColon(mac)}: ${deps.registry().get(d.vendor)?.name ?? d.vendor} ${d.model}, tenant ${d.tenant}, template ${d.template ?? '(none: built-in defaults)'}, state ${d.state}`);
@@ -118,17 +125,22 @@ export function provide(deps: ProviderDeps, rawName: string, ctx: RequestContext
   let proof: Proof | undefined;
   if (likely.some((m) => m.file.spec.secrets)) {
     proof = prove(mac);
+    provedBy(proof);
     if (!proof.ok) {
       say('proof', `a name that may hold secrets needs proof before the device is looked up (so that probing learns nothing): ${proofSays(proof, trace)}`);
+      unproved();
       return { kind: 'noproof', proof, mac, file: r.name, trace, named };
     }
   }
+  if (!proof?.ok && !(picked && !('unknownMac' in picked) && picked.match.file.spec.secrets)) unproved();
   if (!picked) return { kind: 'notfound', reason: 'no such file', trace, named };
   if ('unknownMac' in picked) return { kind: 'notfound', reason: 'unknown MAC', mac, trace, named };
   const d = picked.device!;
   if (picked.match.file.spec.secrets && !proof) {
     proof = prove(mac);
+    provedBy(proof);
     if (!proof.ok) {
+      unproved();
       say('proof', `${picked.match.file.spec.name} holds secrets: ${proofSays(proof, trace)}`);
       return { kind: 'noproof', proof, mac, file: r.name, trace, named };
     }

@@ -5,16 +5,19 @@
  * frame → dhcpFromFrame → decodeDhcp → sightingFromDhcp → Inventory.observe; a frame that is
  * not DHCP, or a broken one, is counted and dropped, never fatal.
  *
- * An interface that does not exist, or a capture this process may not open (no CAP_NET_RAW),
- * fails start-up with APS_ERR_CAPTURE naming the interface and what is missing.
+ * Each interface is captured by its own child process (src/net/capture.ts), so an interface
+ * that goes down, is deleted, renamed or comes back later never ends apsd: the capture waits
+ * for it (logged once, shown by `apsctl status`) and resumes by itself. Only a capture this
+ * process may not open at all (no CAP_NET_RAW) fails start-up with APS_ERR_CAPTURE.
  */
-import { describeError } from '../errors.js';
-import type { Service } from './service.js';
+import { ApsError, describeError } from '../errors.js';
+import type { Service, ServiceStatus } from './service.js';
 import { decodeDhcp } from '../wire/dhcp.js';
 import { dhcpFromFrame } from '../wire/frame.js';
 import type { Inventory, Sighting } from '../inventory/inventory.js';
 import type { Logger } from '../log.js';
-import { openCapture, type Capture } from '../net/pcap.js';
+import type { Store } from '../store/index.js';
+import { superviseCapture, type SupervisedCapture } from '../net/capture.js';
 import { sightingFromDhcp } from '../inventory/dhcp-sighting.js';
 
 export const DHCP_CAPTURE_FILTER = 'udp and (port 67 or port 68)';
@@ -77,6 +80,8 @@ export interface CaptureDeps {
   capture: () => readonly string[];
   /** the one inventory of apsd, which every discovery source feeds */
   inventory: Inventory;
+  /** counts and logs (once a minute) the writes that could not be made */
+  store: Pick<Store, 'writeFailed'>;
   log: Logger;
 }
 
@@ -84,13 +89,13 @@ export interface CaptureDeps {
 export function createCaptureService(deps: CaptureDeps): CaptureService | null {
   const ifnames = deps.capture();
   if (!ifnames.length) return null;
-  return new DhcpCaptureService(ifnames, deps.inventory, deps.log.child({ service: 'dhcp-capture' }), deps.capture);
+  return new DhcpCaptureService(ifnames, deps.inventory, deps.log.child({ service: 'dhcp-capture' }), deps.capture, deps.store);
 }
 
 class DhcpCaptureService implements CaptureService {
   readonly name = 'dhcp-capture';
   readonly counters: CaptureCounters = { frames: 0, dhcp: 0, bad: 0, other: 0, sightings: 0, created: 0, errors: 0, overflow: 0 };
-  private captures: Capture[] = [];
+  private captures: SupervisedCapture[] = [];
   private queue: Queued[] = [];
   private head = 0;
   private scheduled = false;
@@ -102,16 +107,29 @@ class DhcpCaptureService implements CaptureService {
     readonly inventory: Inventory,
     private readonly log: Logger,
     private readonly configured: () => readonly string[],
+    private readonly store: Pick<Store, 'writeFailed'>,
   ) {}
 
   async start(): Promise<void> {
-    try {
-      for (const ifname of this.ifnames) {
-        this.captures.push(openCapture(ifname, DHCP_CAPTURE_FILTER, (frame, linktype) => this.onFrame(ifname, frame, linktype), { bufferBytes: RING_BYTES }));
+    for (const ifname of this.ifnames) {
+      this.captures.push(superviseCapture({
+        ifname,
+        filter: DHCP_CAPTURE_FILTER,
+        bufferBytes: RING_BYTES,
+        onFrame: (frame, linktype) => this.onFrame(ifname, frame, linktype),
+        onState: (st) => {
+          if (st.state === 'running') this.log.info('dhcp capture running', { interface: ifname, restarts: st.restarts });
+          else this.log.warn('dhcp capture waiting for its interface: HTTP and TFTP keep serving; it resumes by itself', { interface: ifname, why: st.lastError });
+        },
+      }));
+    }
+    const firsts = await Promise.all(this.captures.map((c) => c.first));
+    for (let i = 0; i < firsts.length; i++) {
+      const f = firsts[i]!;
+      if (!f.ok && f.permanent) {
+        await this.closeAll();
+        throw new ApsError('APS_ERR_CAPTURE', `cannot capture on ${this.ifnames[i]}: ${f.error}`, { key: '[dhcp] capture', expected: f.expected });
       }
-    } catch (e) {
-      this.closeAll();
-      throw e;
     }
     this.timer = setInterval(() => this.logCounters('debug'), 60_000);
     this.timer.unref();
@@ -121,7 +139,7 @@ class DhcpCaptureService implements CaptureService {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    this.closeAll();
+    await this.closeAll();
     while (this.head < this.queue.length) this.work();
     this.logCounters('info', 'dhcp capture stopped');
   }
@@ -137,14 +155,15 @@ class DhcpCaptureService implements CaptureService {
     return { capture: this.ifnames.join(',') };
   }
 
-  private closeAll(): void {
-    for (const c of this.captures) {
-      try {
-        c.close();
-      } catch (e) {
-        this.log.warn('capture did not close cleanly', { interface: c.ifname, err: describeError(e) });
-      }
-    }
+  status(): ServiceStatus[] {
+    return this.captures.map((c) => ({
+      service: 'dhcp-capture', interface: c.ifname, state: c.status.state, since: new Date(c.status.since).toISOString(),
+      ...(c.status.lastError ? { lastError: c.status.lastError } : {}),
+    }));
+  }
+
+  private async closeAll(): Promise<void> {
+    await Promise.all(this.captures.map((c) => c.close()));
     this.captures = [];
   }
 
@@ -211,7 +230,7 @@ class DhcpCaptureService implements CaptureService {
     } catch (e) {
       // the transaction itself failed (disk full, database locked past the busy timeout)
       this.counters.errors += batch.length;
-      this.log.error('sightings not written', { count: batch.length, err: describeError(e) });
+      this.store.writeFailed('sightings', e, this.log);
       return;
     }
     for (let i = 0; i < results.length; i++) {

@@ -54,7 +54,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import type { Service } from './service.js';
+import type { Service, ServiceStatus } from './service.js';
 import type { Config, Tenant } from '../config/index.js';
 import type { Inventory } from '../inventory/inventory.js';
 import type { Store } from '../store/index.js';
@@ -67,7 +67,7 @@ import { ApsError, describeError } from '../errors.js';
 import type { Fields, Logger } from '../log.js';
 import type { Mac } from '../mac.js';
 import { macColon } from '../mac.js';
-import { openCapture, type Capture } from '../net/pcap.js';
+import { superviseCapture, type SupervisedCapture } from '../net/capture.js';
 import type { Settings } from '../config/settings.js';
 import { DhcpLeases, type DhcpLeaseChanges, type DhcpLeaseRow, type DhcpLeaseState } from '../store/dhcp-leases.js';
 import type { DhcpAnswer } from '../vendors/types.js';
@@ -184,12 +184,19 @@ export class DhcpServer implements Service {
   };
   readonly pool = new LeasePool();
   private readonly ifname: string;
-  private iface!: InterfaceInfo;
+  /** the interface as it was when the running capture opened; undefined before */
+  private current?: InterfaceInfo;
+  /** only read where a capture runs (frames arrive only then) */
+  private get iface(): InterfaceInfo {
+    return this.current!;
+  }
+  /** a capture child runs on the interface as `iface` describes it */
+  private live = false;
   /** the interface's MAC as 12 hex digits and its subnet's broadcast address, for the per-frame checks */
   private ifaceMacHex = '';
   private subnetBroadcast = '';
   private ifaceOnSubnet = false;
-  private capture?: Capture;
+  private capture?: SupervisedCapture;
   private sock?: dgram.Socket;
   private leases!: DhcpLeases;
   private log: Logger;
@@ -216,44 +223,88 @@ export class DhcpServer implements Service {
   }
 
   async start(): Promise<void> {
-    this.iface = interfaceInfo(this.ifname, this.iniFile);
-    this.ifaceMacHex = this.iface.mac.replace(/:/g, '').toLowerCase();
-    const mask = ipToInt(this.iface.netmask);
-    this.subnetBroadcast = intToIp(((ipToInt(this.iface.ip) & mask) | ~mask) >>> 0);
     this.configurePool();
     this.leases = new DhcpLeases(this.deps.store);
     const now = Date.now();
     this.leases.purgeExpiredOffers(now);
     this.pool.load(this.leases.all());
-    let cap: Capture;
-    try {
-      cap = openCapture(this.ifname, `udp and dst port ${DHCP_SERVER_PORT}`, (frame, linktype) => this.onFrame(frame, linktype));
-    } catch (e) {
-      if (e instanceof ApsError) throw new ApsError(e.code, e.message, { ...e.context, file: this.iniFile, key: '[dhcp_server] interface' });
-      throw e;
+    // the capture runs in a child process that waits for the interface and its address, and is
+    // started again when the interface goes down, away or comes back (src/net/capture.ts)
+    const cap = superviseCapture({
+      ifname: this.ifname,
+      filter: `udp and dst port ${DHCP_SERVER_PORT}`,
+      onFrame: (frame, linktype) => this.onFrame(frame, linktype),
+      ready: () => {
+        const a = interfaceAddresses(this.ifname)[0];
+        if (!a) return `interface ${this.ifname} has no IPv4 address`;
+        if (this.live && this.current && a.address !== this.current.ip) return `the address of ${this.ifname} changed from ${this.current.ip} to ${a.address}`;
+        return null;
+      },
+      onOpen: (linktype) => {
+        if (linktype !== LINKTYPE_ETHERNET) return `interface ${this.ifname} is not Ethernet (link type ${linktype})`;
+        try {
+          this.adopt();
+        } catch (e) {
+          return describeError(e);
+        }
+      },
+      onState: (st) => {
+        if (st.state === 'running') {
+          this.log.info('DHCP server listening', {
+            mode: this.settings.dhcpServer.mode, server_id: this.current?.ip,
+            range: `${this.settings.dhcpServer.rangeStart}-${this.settings.dhcpServer.rangeEnd}`, leases: this.pool.count('bound', Date.now()), restarts: st.restarts,
+          });
+        } else {
+          this.live = false;
+          this.log.warn('DHCP server waiting for its interface: HTTP and TFTP keep serving; it resumes by itself', { why: st.lastError });
+        }
+      },
+    });
+    this.capture = cap;
+    const f = await cap.first;
+    if (!f.ok && f.permanent) {
+      await cap.close();
+      this.capture = undefined;
+      const expected = /not Ethernet/.test(f.error) ? 'an Ethernet interface (or a VLAN or bridge on one)' : f.expected;
+      throw new ApsError('APS_ERR_CAPTURE', f.error, { file: this.iniFile, key: '[dhcp_server] interface', expected });
     }
-    if (cap.linktype !== LINKTYPE_ETHERNET) {
-      cap.close();
-      throw new ApsError('APS_ERR_CAPTURE', `interface ${this.ifname} is not Ethernet (link type ${cap.linktype})`, {
-        file: this.iniFile, key: '[dhcp_server] interface', expected: 'an Ethernet interface (or a VLAN or bridge on one)',
+  }
+
+  /** Takes the interface's address and MAC as they are now (the capture just opened on it). */
+  private adopt(): void {
+    const before = this.current?.ip;
+    this.current = interfaceInfo(this.ifname, this.iniFile);
+    this.ifaceMacHex = this.iface.mac.replace(/:/g, '').toLowerCase();
+    const mask = ipToInt(this.iface.netmask);
+    this.subnetBroadcast = intToIp(((ipToInt(this.iface.ip) & mask) | ~mask) >>> 0);
+    this.configurePool();
+    this.live = true;
+    this.urlGeneration = -1;
+    if (this.settings.dhcpServer.mode === 'full' && (before !== this.iface.ip || !this.sock)) {
+      const old = this.sock;
+      this.sock = undefined;
+      old?.close();
+      void this.bindQuietSocket().then((s) => {
+        if (this.capture) this.sock = s;
+        else s?.close();
       });
     }
-    this.capture = cap;
-    if (this.settings.dhcpServer.mode === 'full') this.sock = await this.bindQuietSocket();
-    this.log.info('DHCP server listening', {
-      mode: this.settings.dhcpServer.mode, server_id: this.iface.ip,
-      range: `${this.settings.dhcpServer.rangeStart}-${this.settings.dhcpServer.rangeEnd}`,
-      leases: this.pool.count('bound', now),
-    });
   }
 
   async stop(): Promise<void> {
     this.flush();
-    this.capture?.close();
+    const cap = this.capture;
     this.capture = undefined;
+    await cap?.close();
     const s = this.sock;
     this.sock = undefined;
     if (s) await new Promise<void>((r) => s.close(() => r()));
+  }
+
+  status(): ServiceStatus[] {
+    const c = this.capture;
+    if (!c) return [];
+    return [{ service: 'dhcp-server', interface: this.ifname, state: c.status.state, since: new Date(c.status.since).toISOString(), ...(c.status.lastError ? { lastError: c.status.lastError } : {}) }];
   }
 
   reload(): void {
@@ -288,7 +339,8 @@ export class DhcpServer implements Service {
     if (((a & mask) >>> 0) !== ((b & mask) >>> 0)) {
       throw new ApsError('APS_ERR_CONFIG', `${s.rangeStart} and ${s.rangeEnd} are not on one subnet of netmask ${s.netmask}`, { ...where, expected: 'a range inside one subnet' });
     }
-    this.pool.configure({ start: s.rangeStart, end: s.rangeEnd, netmask: s.netmask, reserved: [this.iface.ip, s.router].filter(Boolean) });
+    this.pool.configure({ start: s.rangeStart, end: s.rangeEnd, netmask: s.netmask, reserved: [this.current?.ip ?? '', s.router].filter(Boolean) });
+    if (!this.current) return;
     this.ifaceOnSubnet = this.pool.onSubnet(this.iface.ip);
     if (!this.ifaceOnSubnet) {
       this.log.warn('the range is not on the subnet of the interface: only requests relayed from that subnet are answered', {
@@ -336,6 +388,7 @@ export class DhcpServer implements Service {
 
   private onFrame(frame: Buffer, linktype: number): void {
     this.counters.received++;
+    if (!this.live || !this.current) return;
     try {
       const fr = dhcpFromFrame(frame, linktype);
       if (!fr.ok) return this.malformed(fr.reason, '?');
@@ -378,7 +431,7 @@ export class DhcpServer implements Service {
       const s = sightingFromDhcp(m, { interface: this.ifname, at: Date.now() });
       if (s) this.deps.inventory.observe(s);
     } catch (e) {
-      this.log.error('DHCP sighting not recorded', { err: describeError(e) });
+      this.deps.store.writeFailed('DHCP sighting', e, this.log);
     }
   }
 
@@ -714,7 +767,8 @@ export class DhcpServer implements Service {
     } catch (e) {
       committed = false;
       this.counters.errors++;
-      this.log.error('cannot write DHCP leases: ACKs and NAKs of this moment withheld (the clients will retry)', { err: describeError(e), changes: p.changes.rows.length });
+      // ACKs and NAKs of this moment are withheld (the clients retry); logged once a minute
+      this.deps.store.writeFailed('DHCP leases (ACKs withheld)', e, this.log);
     }
     const cap = this.capture;
     if (!cap) return;

@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
+import type { Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { parseMac, type Mac } from '../mac.js';
@@ -18,6 +19,7 @@ import type { Guard } from '../provisioning/guard.js';
 import type { FetchLog } from '../inventory/fetches.js';
 import { normalizeIp } from '../net/address.js';
 import { provide, refresh, type ProviderDeps } from '../provisioning/provider.js';
+import { ConnectionGate, connectionBudget } from './limits.js';
 import { sendFile } from './http-file.js';
 
 export interface ApiRequestInfo {
@@ -60,15 +62,50 @@ export function macOfCertificate(cert: { subject?: Record<string, string | strin
   return null;
 }
 
+/** What a connection refused for the connection limit gets: an answer, not a reset. */
+const REFUSED = new WeakSet<Socket>();
+const BUSY_503 = 'HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nConnection: close\r\nContent-Length: 0\r\n\r\n';
+
 export class HttpService {
   private servers: http.Server[] = [];
   private inflight = 0;
+  /** open connections, in total (from [http] max_connections or the descriptor limit) and per source */
+  readonly gate: ConnectionGate;
 
-  constructor(private readonly deps: HttpServerDeps) {}
+  constructor(private readonly deps: HttpServerDeps) {
+    const budget = () => {
+      const h = deps.settings().http;
+      return { max: connectionBudget(h.maxConnections), perSource: h.perSource };
+    };
+    let cached = budget();
+    let at = Date.now();
+    this.gate = new ConnectionGate('http', () => {
+      if (Date.now() - at > 1000) {
+        cached = budget();
+        at = Date.now();
+      }
+      return cached;
+    }, deps.log);
+  }
+
+  /** Counts the connection, or answers 503 and closes it when it is one too many. */
+  private onConnection(sock: Socket, tls: boolean): void {
+    const ip = normalizeIp(sock.remoteAddress);
+    if (this.gate.admit(ip) !== 'ok') {
+      REFUSED.add(sock);
+      sock.on('error', () => sock.destroy());
+      // plain HTTP gets a 503; a TLS client cannot read one before its handshake, so it is closed
+      if (tls) sock.destroy();
+      else sock.end(BUSY_503);
+      setTimeout(() => sock.destroy(), 1000).unref();
+      return;
+    }
+    sock.once('close', () => this.gate.release(ip));
+  }
 
   async start(listen: HostPort[], tls?: TlsFiles): Promise<void> {
     const proto = tls ? 'https' : 'http';
-    const opts = { keepAliveTimeout: 5000, requestTimeout: 30_000, headersTimeout: 10_000, maxHeaderSize: 16384 };
+    const opts = { keepAliveTimeout: this.deps.settings().http.idleTimeoutMs, requestTimeout: 30_000, headersTimeout: 10_000, connectionsCheckingInterval: 1000, maxHeaderSize: 16384 };
     for (const hp of listen) {
       const handler = (req: http.IncomingMessage, res: http.ServerResponse) => this.handle(req, res, proto);
       const srv: http.Server = tls
@@ -79,6 +116,8 @@ export class HttpService {
             ...(tls.clientCa ? { ca: fs.readFileSync(tls.clientCa), requestCert: true, rejectUnauthorized: false } : {}),
           }, handler)
         : http.createServer(opts, handler);
+      // counted from the TCP accept (a TLS client that never finishes its handshake holds a descriptor too)
+      srv.prependListener('connection', (sock: Socket) => this.onConnection(sock, !!tls));
       srv.on('tlsClientError', (err: Error) => this.deps.log.debug('tls client error', { err: err.message }));
       srv.on('clientError', (err, sock) => {
         this.deps.log.debug('http client error', { err: (err as NodeJS.ErrnoException).code ?? err.message });
@@ -120,6 +159,7 @@ export class HttpService {
   }
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse, proto: 'http' | 'https'): void {
+    if (REFUSED.has(req.socket)) return; // answered 503 at accept
     const started = process.hrtime.bigint();
     const reqId = requestId('h');
     const ip = normalizeIp(req.socket.remoteAddress);

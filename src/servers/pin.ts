@@ -89,7 +89,10 @@ class PinServiceImpl implements PinService {
     const log = this.peers.log;
     try {
       for (const listen of hasPin(s) ? s.pinSettings.agiListen : []) {
-        const srv = createAgiServer({ listen, log, handle: (sess) => this.onAgi(sess) });
+        const srv = createAgiServer({
+          listen, log, handle: (sess) => this.onAgi(sess),
+          envTimeoutMs: s.pinSettings.agiEnvTimeoutMs, maxSessions: s.pinSettings.agiMaxSessions, perSource: s.pinSettings.agiPerSource,
+        });
         await srv.start();
         this.agi.push(srv);
         if (!isLoopback(listen.host)) log.warn('FastAGI listens beyond loopback: whoever reaches it may try PINs; let only the PBX reach it', { listen: formatHostPort(listen) });

@@ -28,7 +28,7 @@
  */
 import dgram from 'node:dgram';
 import os from 'node:os';
-import type { Service } from './service.js';
+import type { Service, ServiceStatus } from './service.js';
 import type { Config, Tenant } from '../config/index.js';
 import type { Guard } from '../provisioning/guard.js';
 import type { Store } from '../store/index.js';
@@ -122,6 +122,10 @@ class SipPnpService implements PnpService {
   private readonly inFlight = new Map<string, ClientTransaction>();
   private readonly maxInFlight: number;
   private leases: LeaseLookup | null = null;
+  private watch: NodeJS.Timeout | undefined;
+  private following = false;
+  private stateSince = Date.now();
+  private lastError = '';
 
   constructor(private readonly deps: PnpDeps, private readonly opts: PnpOptions) {
     this.log = deps.log.child({ service: 'sip-pnp' });
@@ -141,15 +145,52 @@ class SipPnpService implements PnpService {
   async start(): Promise<void> {
     const s = this.deps.config().settings.pnp;
     const ifname = s.interface;
-    let ifAddr: string | null = null;
+    this.bound = { ifname, port: s.port };
+    this.stateSince = Date.now();
     if (ifname) {
-      ifAddr = interfaceAddress(ifname);
+      const ifAddr = interfaceAddress(ifname);
       if (!ifAddr) {
-        throw new ApsError('APS_ERR_CONFIG', `interface ${ifname} does not exist or has no IPv4 address: cannot join ${PNP_GROUP}`, {
-          key: '[pnp] interface', expected: `one of ${Object.keys(os.networkInterfaces()).filter((n) => n !== 'lo').join(', ') || '(no interface with an address)'}, or empty for the default route's`,
+        this.lastError = `interface ${ifname} does not exist or has no IPv4 address: cannot join ${PNP_GROUP}`;
+        this.log.warn('pnp waiting for its interface: HTTP and TFTP keep serving; it joins the group when the interface is back', {
+          interface: ifname, why: this.lastError, interfaces: Object.keys(os.networkInterfaces()).filter((n) => n !== 'lo').join(',') || '(none with an address)',
         });
+      } else await this.open(ifAddr);
+      // the group membership belongs to the interface: follow it going down, away and back
+      this.watch = setInterval(() => void this.follow(), 1000);
+      this.watch.unref();
+    } else await this.open(null);
+  }
+
+  /** Once a second: leave when the interface lost its address, join again when it has one. */
+  private async follow(): Promise<void> {
+    const b = this.bound;
+    if (!b || this.following) return;
+    this.following = true;
+    try {
+      const now = interfaceAddress(b.ifname);
+      if (this.group && now !== this.ifAddr) {
+        this.lastError = now ? `the address of ${b.ifname} changed to ${now}` : `interface ${b.ifname} is down, gone or has no IPv4 address`;
+        await this.closeSockets();
+        this.stateSince = Date.now();
+        this.log.warn('pnp waiting for its interface: HTTP and TFTP keep serving; it joins the group when the interface is back', { interface: b.ifname, why: this.lastError });
       }
+      if (!this.group && now) {
+        try {
+          await this.open(now);
+        } catch (e) {
+          const msg = describeError(e);
+          if (msg !== this.lastError) this.log.error('pnp cannot listen yet; retrying', { interface: b.ifname, err: msg });
+          this.lastError = msg;
+        }
+      }
+    } finally {
+      this.following = false;
     }
+  }
+
+  private async open(ifAddr: string | null): Promise<void> {
+    const s = this.deps.config().settings.pnp;
+    const ifname = s.interface;
     const group = dgram.createSocket({ type: 'udp4', reuseAddr: true });
     const uc = dgram.createSocket({ type: 'udp4' });
     const bindOne = (sock: dgram.Socket, port: number, address: string | undefined) =>
@@ -184,11 +225,12 @@ class SipPnpService implements PnpService {
     this.group = group;
     this.uc = uc;
     this.ifAddr = ifAddr;
-    this.bound = { ifname, port: s.port };
+    this.stateSince = Date.now();
+    this.lastError = '';
     this.log.info('pnp listening', { group: PNP_GROUP, port: group.address().port, interface: ifname || '(default)', notify_port: uc.address().port });
   }
 
-  async stop(): Promise<void> {
+  private async closeSockets(): Promise<void> {
     for (const tx of this.inFlight.values()) tx.cancel('stopping');
     this.inFlight.clear();
     this.served.clear();
@@ -196,13 +238,29 @@ class SipPnpService implements PnpService {
     const g = this.group;
     const u = this.uc;
     this.group = this.uc = null;
-    this.bound = null;
     try {
       g?.dropMembership(PNP_GROUP, this.ifAddr ?? undefined);
     } catch {
       // the interface went away: leaving the group happens with the close anyway
     }
+    this.ifAddr = null;
     await Promise.all([close(g), close(u)]);
+  }
+
+  async stop(): Promise<void> {
+    if (this.watch) clearInterval(this.watch);
+    this.watch = undefined;
+    this.bound = null;
+    await this.closeSockets();
+  }
+
+  status(): ServiceStatus[] {
+    const b = this.bound;
+    if (!b) return [];
+    return [{
+      service: 'sip-pnp', ...(b.ifname ? { interface: b.ifname } : {}), state: this.group ? 'running' : 'waiting',
+      since: new Date(this.stateSince).toISOString(), ...(this.lastError ? { lastError: this.lastError } : {}),
+    }];
   }
 
   reload(): void {
@@ -340,7 +398,7 @@ class SipPnpService implements PnpService {
         this.deps.inventory.observe(sighting);
         this.counters.sightings++;
       } catch (e) {
-        this.log.error('pnp sighting not recorded', { mac, ip, err: describeError(e), req: reqId });
+        this.deps.store.writeFailed('pnp sighting', e, this.log);
       }
     }
     this.log.info('pnp subscribe answered', {

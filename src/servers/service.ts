@@ -7,4 +7,16 @@ export interface Service {
   reload?(): void;
   /** key=value facts for the "apsd ready" line */
   describe?(): Record<string, string>;
+  /** what runs, on which interface, since when, the last error: for systemd's STATUS and `apsctl status` */
+  status?(): ServiceStatus[];
+}
+
+export interface ServiceStatus {
+  service: string;
+  /** running: doing its job; waiting: for its interface (or a restart of its capture), retried by itself */
+  state: 'running' | 'waiting';
+  interface?: string;
+  /** ISO time of the last change of state */
+  since: string;
+  lastError?: string;
 }

@@ -63,6 +63,12 @@ export interface TftpServerOptions {
   retries?: number;
   /** Concurrent transfers; beyond it requests get ERROR 0 "server busy". Default 5000. */
   maxTransfers?: number;
+  /** Concurrent transfers from one address; beyond it that address gets "server busy". Default 32. */
+  perSource?: number;
+  /** Largest client `timeout` option acknowledged, in seconds (RFC 2349); a larger one is left out of the OACK. Default 5. */
+  maxTimeoutS?: number;
+  /** A transfer whose OACK or first DATA block is not acknowledged within this is dropped. Default 5000 ms. */
+  firstAckMs?: number;
   /** addresses that get no answer at all, not even an error (banned ones) */
   silent?: (address: string) => boolean;
 }
@@ -70,7 +76,7 @@ export interface TftpServer {
   start(): Promise<void>;
   addresses(): { host: string; port: number }[];
   close(opts?: { drainMs?: number }): Promise<void>;
-  stats(): { active: number; served: number; failed: number; refused: number; malformed: number };
+  stats(): { active: number; served: number; failed: number; refused: number; malformed: number; unacknowledged: number; busy: number };
 }
 
 const SMALL_FILE_BYTES = 64 * 1024; // files up to this size are read whole, once per transfer
@@ -422,7 +428,9 @@ class Transfer {
         any = true;
       } else if (name === 'timeout') {
         const n = strictInt(v);
-        if (n >= 1 && n <= 255) {
+        // RFC 2349 lets the server only accept the value or leave it out: one above max_timeout is
+        // left out, and the retransmit interval is never longer than max_timeout either way
+        if (n >= 1 && n <= this.srv.maxTimeoutS) {
           this.timeoutMs = n * 1000;
           out.timeout = String(n);
           any = true;
@@ -470,7 +478,7 @@ class Transfer {
     this.slots = this.nslots > 0 ? Buffer.allocUnsafe(this.nslots * this.slotSize) : EMPTY;
     this.last = Buffer.allocUnsafe(4 + (size - (this.nblocks - 1) * bs));
     this.feeder = mkFeeder(bs, this.window);
-    this.timer = setTimeout(this.onTimer, this.timeoutMs);
+    this.timer = setTimeout(this.onTimer, Math.min(this.timeoutMs, this.srv.firstAckMs));
     if (oack) {
       this.oack = oack;
       this.state = S_OACK;
@@ -604,6 +612,12 @@ class Transfer {
   private readonly onTimer = (): void => {
     const st = this.state;
     if (st !== S_OACK && st !== S_DATA) return;
+    if (this.acked === 0 && Date.now() - this.t0 >= this.srv.firstAckMs) {
+      // never acknowledged (a spoofed or flooding source): give the slot back within seconds
+      this.srv.st.unacknowledged++;
+      this.finish(false, 'never acknowledged', false);
+      return;
+    }
     if (this.retries >= this.srv.retries) {
       this.finish(false, 'timeout', true);
       return;
@@ -713,8 +727,13 @@ class ServerImpl implements TftpServer {
   readonly timeoutMs: number;
   readonly retries: number;
   readonly maxTransfers: number;
+  readonly perSource: number;
+  readonly maxTimeoutS: number;
+  readonly firstAckMs: number;
   readonly silent?: (address: string) => boolean;
-  readonly st = { served: 0, failed: 0, refused: 0, malformed: 0 };
+  readonly st = { served: 0, failed: 0, refused: 0, malformed: 0, unacknowledged: 0, busy: 0 };
+  /** transfers in flight per source address */
+  private readonly bySource = new Map<string, number>();
   private readonly transfers = new Map<string, Transfer>();
   private listeners: Listener[] = [];
   private started = false;
@@ -729,8 +748,12 @@ class ServerImpl implements TftpServer {
     this.maxBlksize = clampInt(opts.maxBlksize, 8192, MIN_BLKSIZE, MAX_BLKSIZE);
     this.maxWindowsize = clampInt(opts.maxWindowsize, 64, 1, 65535);
     this.timeoutMs = clampInt(opts.timeoutMs, 1000, 1, 255_000);
+    this.timeoutMs = Math.min(this.timeoutMs, clampInt(opts.maxTimeoutS, 5, 1, 255) * 1000);
     this.retries = clampInt(opts.retries, 5, 0, 1000);
     this.maxTransfers = clampInt(opts.maxTransfers, 5000, 1, 1_000_000);
+    this.perSource = clampInt(opts.perSource, 32, 1, 1_000_000);
+    this.maxTimeoutS = clampInt(opts.maxTimeoutS, 5, 1, 255);
+    this.firstAckMs = clampInt(opts.firstAckMs, 5000, 1, 300_000);
     this.silent = opts.silent;
   }
 
@@ -809,7 +832,7 @@ class ServerImpl implements TftpServer {
     return this.listeners.map((l) => ({ host: l.bindAddress, port: l.port }));
   }
 
-  stats(): { active: number; served: number; failed: number; refused: number; malformed: number } {
+  stats(): { active: number; served: number; failed: number; refused: number; malformed: number; unacknowledged: number; busy: number } {
     return { active: this.transfers.size, ...this.st };
   }
 
@@ -867,12 +890,17 @@ class ServerImpl implements TftpServer {
       this.sendFromListener(l, TftpErr.ILLEGAL_OPERATION, `unsupported mode "${p.mode}"`, rinfo.port, rinfo.address);
       return;
     }
-    if (this.transfers.size >= this.maxTransfers) {
+    const addr = rinfo.address;
+    const mine = this.bySource.get(addr) ?? 0;
+    if (this.transfers.size >= this.maxTransfers || mine >= this.perSource) {
+      // one address never holds more than its share: the others keep getting their files
       this.st.refused++;
-      this.sendFromListener(l, TftpErr.NOT_DEFINED, 'server busy', rinfo.port, rinfo.address);
+      this.st.busy++;
+      if (mine >= this.perSource) this.warnThrottled('per-source', 'tftp: one address holds its share of transfers; more from it get "server busy"', { ip: normalizeIp(addr), per_source: this.perSource });
+      else this.warnThrottled('busy', 'tftp: every transfer slot is taken; requests get "server busy"', { max_transfers: this.maxTransfers });
+      if (!this.silent?.(addr)) this.sendFromListener(l, TftpErr.NOT_DEFINED, 'server busy', rinfo.port, rinfo.address);
       return;
     }
-    const addr = rinfo.address;
     const req: TftpRequest = {
       file: p.filename,
       mode: p.mode,
@@ -882,6 +910,7 @@ class ServerImpl implements TftpServer {
     };
     const t = new Transfer(this, l, key, req, addr, rinfo.port);
     this.transfers.set(key, t);
+    this.bySource.set(addr, mine + 1);
     let src: Promise<TftpSource> | TftpSource;
     try {
       src = this.opts.resolve(req);
@@ -910,7 +939,12 @@ class ServerImpl implements TftpServer {
   }
 
   forget(t: Transfer): void {
-    if (this.transfers.get(t.key) === t) this.transfers.delete(t.key);
+    if (this.transfers.get(t.key) === t) {
+      this.transfers.delete(t.key);
+      const n = (this.bySource.get(t.raddr) ?? 1) - 1;
+      if (n > 0) this.bySource.set(t.raddr, n);
+      else this.bySource.delete(t.raddr);
+    }
     if (this.drainWaiter !== null && this.transfers.size === 0) {
       const w = this.drainWaiter;
       this.drainWaiter = null;

@@ -73,7 +73,7 @@ export class DhcpLeases {
       for (const r of c.rows) this.q.upsert.run(r);
       for (const l of c.leases) this.store.putLease(l);
       for (const s of c.seen) if (this.store.device(s.mac)) this.store.noteSeen(s.mac, s.ip, s.at);
-    })();
+    }).immediate();
   }
 
   /** Drops offers that ran out (an offer is not a lease); returns how many. */

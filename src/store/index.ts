@@ -6,7 +6,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import Database from 'better-sqlite3';
-import { ApsError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { ApsError, describeError } from '../errors.js';
 import type { Mac } from '../mac.js';
 import { MIGRATIONS } from './migrations.js';
 
@@ -94,6 +95,28 @@ export interface NewDevice {
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
+/**
+ * A failed SQLite call as an administrator reads it: why the database cannot be written (disk
+ * full, read-only, busy past the busy timeout, I/O error) and that nothing was changed (every
+ * write is one transaction). null when `e` is not a database error.
+ */
+export function storeFailure(e: unknown, file: string): ApsError | null {
+  const code = (e as { code?: unknown })?.code;
+  if (typeof code !== 'string' || !code.startsWith('SQLITE_')) return null;
+  const dir = path.dirname(file);
+  const why =
+    code === 'SQLITE_FULL' ? `disk full on ${dir}`
+    : code.startsWith('SQLITE_READONLY') ? `read-only: ${file}`
+    : code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED') ? `busy: another writer held ${file} past the ${BUSY_TIMEOUT_MS / 1000} s busy timeout`
+    : code.startsWith('SQLITE_IOERR') || code === 'SQLITE_CANTOPEN' ? `${code} on ${file}`
+    : null;
+  if (!why) return new ApsError('APS_ERR_STORE', `the state database failed (${code} on ${file}): ${(e as Error).message}`, { db: file });
+  return new ApsError('APS_ERR_STORE', `the state database cannot be written (${why}): nothing was changed`, { db: file, sqlite: code });
+}
+
+/** How long a writer waits for another one's lock before giving up. */
+export const BUSY_TIMEOUT_MS = 5000;
+
 export class Store {
   readonly db: Database.Database;
   private readonly q;
@@ -164,7 +187,7 @@ export class Store {
     try {
       fs.mkdirSync(stateDir, { recursive: true, mode: 0o750 });
       db = new Database(file, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
-      db.pragma('busy_timeout = 5000');
+      db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
       if (!opts.readonly) {
         db.pragma('journal_mode = WAL');
         db.pragma('synchronous = NORMAL');
@@ -177,6 +200,36 @@ export class Store {
     }
     if (!opts.readonly) migrate(db, file);
     return new Store(db, opts.cache ?? false);
+  }
+
+  /** The database file. */
+  get file(): string {
+    return this.db.name;
+  }
+
+  /** `e` as the ApsError an administrator reads, when it is a database error (storeFailure). */
+  failure(e: unknown): ApsError | null {
+    return e instanceof ApsError ? null : storeFailure(e, this.file);
+  }
+
+  private readonly failed = { count: 0, since: 0, lastLog: 0 };
+  /** writes apsd could not make since it started (disk full, read-only, busy) */
+  get writeFailures(): number {
+    return this.failed.count;
+  }
+
+  /**
+   * Counts a write that could not be made and logs it at most once a minute (with how many
+   * since the last line), never per request: serving goes on without it.
+   */
+  writeFailed(what: string, e: unknown, log: Pick<Logger, 'error'>): void {
+    this.failed.count++;
+    this.failed.since++;
+    const now = Date.now();
+    if (now - this.failed.lastLog < 60_000) return;
+    this.failed.lastLog = now;
+    log.error('state database writes failing: serving goes on without them', { what, failed: this.failed.since, total: this.failed.count, err: describeError(this.failure(e) ?? e) });
+    this.failed.since = 0;
   }
 
   /** Drops cached rows when another connection has committed since the last call. */
@@ -282,7 +335,7 @@ export class Store {
       this.q.insertUnprov.run(d.mac, DEFAULT_UNPROV_PREFIX + d.mac, newUnprovSecret(), now);
       this.q.event.run(now, 'device.added', d.mac, `tenant=${d.tenant} vendor=${d.vendor} model=${d.model}`);
     });
-    tx();
+    tx.immediate();
     return this.device(d.mac)!;
   }
 
@@ -299,7 +352,7 @@ export class Store {
         this.q.putCreds.run({ mac: d.mac, ...newCredentials(d.mac), now });
         this.q.insertUnprov.run(d.mac, DEFAULT_UNPROV_PREFIX + d.mac, newUnprovSecret(), now);
       }
-    })();
+    }).immediate();
   }
 
   removeDevice(mac: Mac): boolean {
@@ -309,7 +362,7 @@ export class Store {
       const r = this.q.deleteDevice.run(mac);
       if (r.changes) this.q.event.run(now, 'device.removed', mac, '');
       return r.changes > 0;
-    })();
+    }).immediate();
   }
 
   updateDevice(mac: Mac, patch: Partial<Pick<DeviceRow, 'tenant' | 'template' | 'model' | 'label' | 'state' | 'shares_with'>>): DeviceRow {
@@ -323,7 +376,7 @@ export class Store {
         this.db.prepare(`UPDATE devices SET ${set}, rev = rev + 1, updated_at = @now WHERE mac = @mac`).run({ ...patch, mac, now });
         this.q.event.run(now, 'device.updated', mac, keys.join(','));
       }
-    })();
+    }).immediate();
     return this.device(mac)!;
   }
 
@@ -335,7 +388,7 @@ export class Store {
       this.q.upsertLine.run({ ...l, srtp: l.srtp ? 1 : 0 });
       this.q.bump.run(now, l.mac);
       this.q.event.run(now, 'line.set', l.mac, `line=${l.idx} extension=${l.extension}`);
-    })();
+    }).immediate();
   }
 
   removeLine(mac: Mac, idx: number): boolean {
@@ -348,7 +401,7 @@ export class Store {
         this.q.event.run(now, 'line.removed', mac, `line=${idx}`);
       }
       return r.changes > 0;
-    })();
+    }).immediate();
   }
 
   /** The line (if any) of a tenant's device that holds this extension. */
@@ -377,7 +430,7 @@ export class Store {
       this.q.putCreds.run({ mac, ...newCredentials(mac), now });
       this.q.bump.run(now, mac);
       this.q.event.run(now, 'credentials.rotated', mac, '');
-    })();
+    }).immediate();
     return this.credentials(mac)!;
   }
 
@@ -430,7 +483,7 @@ export function migrate(db: Database.Database, file = ''): void {
       db.transaction(() => {
         db.exec(MIGRATIONS[v]);
         db.pragma(`user_version = ${v + 1}`);
-      })();
+      }).immediate();
     } catch (e) {
       throw new ApsError('APS_ERR_STORE', `migration to schema version ${v + 1} failed: ${(e as Error).message}`, { file });
     }

@@ -115,7 +115,7 @@ export class PinStore {
       if (failures >= policy.maxAttempts) return { ok: false, lockedUntil: 0 }; // every attempt in flight
       this.q.putState.run({ mac, failures: failures + 1, locked_until: 0, last_at: now });
       return { ok: true, attempt: failures + 1 };
-    })();
+    }).immediate();
   }
 
   /** A reserved attempt failed: it stays counted; the last allowed one locks the device. Returns the lock end (0 = not locked). */
@@ -127,7 +127,7 @@ export class PinStore {
       this.q.putState.run({ mac, failures, locked_until: until, last_at: now });
       this.q.event.run(now, until ? 'pin.locked' : 'pin.failed', mac, until ? `failures=${failures} until=${new Date(until).toISOString()}` : `failures=${failures}`);
       return until;
-    })();
+    }).immediate();
   }
 
   /** A reserved attempt succeeded (the PIN was right) but registration stopped later: give the attempt back. */
@@ -136,7 +136,7 @@ export class PinStore {
       const s = this.q.state.get(mac);
       if (!s) return;
       this.q.putState.run({ ...s, failures: Math.max(0, s.failures - 1), last_at: now });
-    })();
+    }).immediate();
   }
 
   /** Lifts a lock and forgets the failures (apsctl, tests). */
@@ -164,7 +164,7 @@ export class PinStore {
     if (!todo.length) return 0;
     this.store.db.transaction(() => {
       for (const d of todo) this.put(d.mac, d.account, prefix, now);
-    })();
+    }).immediate();
     return todo.length;
   }
 
@@ -179,7 +179,7 @@ export class PinStore {
     const want = unprovAccountName(prefix, mac);
     const row = this.q.account.get(mac);
     if (row?.account === want) return row;
-    this.store.db.transaction(() => this.put(mac, row?.account ?? null, prefix, now))();
+    this.store.db.transaction(() => this.put(mac, row?.account ?? null, prefix, now)).immediate();
     return this.q.account.get(mac)!;
   }
 
@@ -236,7 +236,7 @@ export class PinStore {
       this.q.event.run(now, 'pin.registered', mac, `extension=${a.extension} tenant=${a.tenant} via=${a.via}${holder && holder.mac !== mac ? ` shared-with=${holder.mac}` : ''}`);
       this.q.clearState.run(mac);
       return store.device(mac)!;
-    })();
+    }).immediate();
   }
 }
 

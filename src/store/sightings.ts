@@ -135,6 +135,6 @@ export class Sightings {
 
   /** Runs `fn` in one transaction (a savepoint when already inside one). */
   transaction<T>(fn: () => T): T {
-    return this.store.db.transaction(fn)();
+    return this.store.db.transaction(fn).immediate();
   }
 }

@@ -75,6 +75,10 @@ export interface AgiServerOptions {
   maxEnvLines?: number;
   /** concurrent sessions; more connections are closed at once; default 64 */
   maxSessions?: number;
+  /** concurrent sessions from one address; default 16 */
+  perSource?: number;
+  /** the AGI environment must be complete this long after the connection (Asterisk sends it at once); default 5 s */
+  envTimeoutMs?: number;
 }
 
 export interface AgiServer {
@@ -298,11 +302,14 @@ class Session implements AgiSession {
 
   private armIdle(): void {
     this.disarmIdle();
+    // before the environment: a connection that says nothing is not Asterisk, and holds a slot
+    const ms = this.envDone ? this.o.idleTimeoutMs : Math.min(this.o.envTimeoutMs, this.o.idleTimeoutMs);
     this.idleTimer = setTimeout(() => {
-      this.log.warn('agi session ended: Asterisk silent too long', { session: this.id, ip: this.remote.address, ms: this.o.idleTimeoutMs });
+      if (this.envDone) this.log.warn('agi session ended: Asterisk silent too long', { session: this.id, ip: this.remote.address, ms });
+      else this.log.debug('agi connection closed: no AGI environment in time', { session: this.id, ip: this.remote.address, ms });
       this.end('timeout');
       this.sock.destroy();
-    }, this.o.idleTimeoutMs);
+    }, ms);
   }
 
   private disarmIdle(): void {
@@ -398,6 +405,8 @@ class Server implements AgiServer {
       maxLineBytes: int(opts.maxLineBytes, 8192, 64, 1 << 20),
       maxEnvLines: int(opts.maxEnvLines, 256, 1, 10_000),
       maxSessions: int(opts.maxSessions, 64, 1, 100_000),
+      perSource: int(opts.perSource, 16, 1, 100_000),
+      envTimeoutMs: int(opts.envTimeoutMs, 5000, 1, 600_000),
     };
   }
 
@@ -430,15 +439,36 @@ class Server implements AgiServer {
     return { active: this.sessions.size, ...this.st };
   }
 
+  private readonly bySource = new Map<string, number>();
+  private lastRefusal = 0;
+  private refusedSince = 0;
+
   private accept(sock: net.Socket): void {
     const log = this.opts.log;
-    if (this.sessions.size >= this.o.maxSessions) {
-      log.warn('agi connection refused: too many sessions', { ip: sock.remoteAddress, max: this.o.maxSessions });
+    const ip = sock.remoteAddress ?? '';
+    const mine = this.bySource.get(ip) ?? 0;
+    if (this.sessions.size >= this.o.maxSessions || mine >= this.o.perSource) {
+      // logged when it starts, then at most once a minute with a count
+      this.refusedSince++;
+      const now = Date.now();
+      if (now - this.lastRefusal >= 60_000) {
+        log.warn(mine >= this.o.perSource ? 'agi connections refused: one address holds its share of sessions' : 'agi connections refused: too many sessions', {
+          ip, max: this.o.maxSessions, per_source: this.o.perSource, refused: this.refusedSince,
+        });
+        this.lastRefusal = now;
+        this.refusedSince = 0;
+      }
       sock.destroy();
       return;
     }
+    this.bySource.set(ip, mine + 1);
     this.sockets.add(sock);
-    sock.on('close', () => this.sockets.delete(sock));
+    sock.on('close', () => {
+      this.sockets.delete(sock);
+      const n = (this.bySource.get(ip) ?? 1) - 1;
+      if (n > 0) this.bySource.set(ip, n);
+      else this.bySource.delete(ip);
+    });
     const s = new Session(sock, this.o, log, () => this.st.malformed++);
     const run = this.run(s, sock).finally(() => this.sessions.delete(s));
     this.sessions.set(s, run);
