@@ -20,6 +20,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { decodeDhcp, encodeDhcp, parseSubOptions, type DhcpEncodeInput, type DhcpMessage } from '../src/wire/dhcp.js';
 import { LeasePool } from '../src/dhcp/pool.js';
+import { decideLetGo, decideRequest } from '../src/dhcp/exchange.js';
 import type { DhcpLeaseRow } from '../src/store/dhcp-leases.js';
 import type { Mac } from '../src/mac.js';
 import { copyFixtureConfig, ctl, run } from './support/daemon.js';
@@ -232,6 +233,33 @@ test('the pool never hands out the network, broadcast, server or router address'
   }
   assert.is(got.size, 252);
   for (const ip of ['10.0.0.0', '10.0.0.1', '10.0.0.254', '10.0.0.255']) assert.not.ok(got.has(ip), ip);
+});
+
+test('a REQUEST is answered by RFC 2131 §4.3.2: SELECTING, INIT-REBOOT and RENEWING, and a RELEASE or DECLINE only of what the client holds', () => {
+  const now = 1_000_000;
+  const p = pool('10.0.0.10', '10.0.0.20', []);
+  const dec = (type: DhcpEncodeInput['type'], mac: string, extra: Partial<DhcpEncodeInput>): DhcpMessage => {
+    const r = decodeDhcp(encodeDhcp({ xid: 1, chaddr: mac, type, ...extra }));
+    if (!r.ok) throw new Error(r.reason);
+    return r.msg;
+  };
+  const req = (mac: string, extra: Partial<DhcpEncodeInput>) => decideRequest(dec('REQUEST', mac, extra), p, '10.0.0.1', true, now);
+  p.put(row('10.0.0.11', '02aa00000001', 'offered', now + 1000));
+  assert.equal(req('02:aa:00:00:00:01', { serverId: '10.0.0.9', requestedIp: '10.0.0.11' }), { kind: 'other-server' });
+  assert.equal(req('02:aa:00:00:00:01', { serverId: '10.0.0.1', requestedIp: '10.0.0.11' }), { kind: 'ack', ip: '10.0.0.11' });
+  assert.equal(req('02:aa:00:00:00:02', { serverId: '10.0.0.1', requestedIp: '10.0.0.11' }).kind, 'nak', 'offered to another client');
+  p.put(row('10.0.0.11', '02aa00000001', 'bound', now + 1000));
+  assert.equal(req('02:aa:00:00:00:01', { requestedIp: '10.0.0.11' }), { kind: 'ack', ip: '10.0.0.11' }, 'INIT-REBOOT of its own');
+  assert.equal(req('02:aa:00:00:00:01', { requestedIp: '192.168.9.9' }), { kind: 'nak', ip: '192.168.9.9', why: 'the address is on another network' });
+  assert.equal(req('02:aa:00:00:00:03', { requestedIp: '10.0.0.11' }), { kind: 'nak', ip: '10.0.0.11', why: 'the address belongs to another client' });
+  assert.equal(req('02:aa:00:00:00:04', { requestedIp: '10.0.0.15' }), { kind: 'silent', ip: '10.0.0.15', state: 'init-reboot' }, 'no record of it: silence');
+  assert.equal(req('02:aa:00:00:00:01', { ciaddr: '10.0.0.11' }), { kind: 'ack', ip: '10.0.0.11' }, 'RENEWING');
+  assert.equal(req('02:aa:00:00:00:01', {}).kind, 'ignore', 'neither a requested address nor ciaddr');
+  const letGo = (type: 'RELEASE' | 'DECLINE', mac: string, extra: Partial<DhcpEncodeInput>) => decideLetGo(dec(type, mac, extra), p, '10.0.0.1');
+  assert.equal(letGo('RELEASE', '02:aa:00:00:00:01', { ciaddr: '10.0.0.11' }), { kind: 'let-go', ip: '10.0.0.11' });
+  assert.equal(letGo('RELEASE', '02:aa:00:00:00:03', { ciaddr: '10.0.0.11' }).kind, 'ignore', 'not its address');
+  assert.equal(letGo('DECLINE', '02:aa:00:00:00:01', { requestedIp: '10.0.0.11', serverId: '10.0.0.1' }), { kind: 'let-go', ip: '10.0.0.11' });
+  assert.equal(letGo('DECLINE', '02:aa:00:00:00:01', { requestedIp: '10.0.0.11', serverId: '10.0.0.9' }).kind, 'ignore', 'meant for another server');
 });
 
 test('a full pool reuses the address that expired longest ago, and offers nothing while every lease runs', () => {

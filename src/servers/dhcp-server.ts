@@ -60,6 +60,7 @@ import type { Inventory } from '../inventory/inventory.js';
 import type { Store } from '../store/index.js';
 import type { VendorRegistry } from '../vendors/registry.js';
 import { LeasePool } from '../dhcp/pool.js';
+import { decideLetGo, decideRequest } from '../dhcp/exchange.js';
 import { encodeAnswers } from '../dhcp/answers.js';
 import { interfaceAddresses, interfaceExists, intToIp, ipToInt } from '../net/address.js';
 import { sightingFromDhcp } from '../inventory/dhcp-sighting.js';
@@ -514,53 +515,28 @@ export class DhcpServer implements Service {
 
   private request(m: DhcpMessage, at: Arrival): void {
     const now = Date.now();
-    const mac = m.mac!;
-    const ours = this.iface.ip;
-    if (m.serverId !== undefined && m.serverId !== ours) {
-      // SELECTING another server: our offer, if any, is withdrawn
-      const mine = this.pool.addressOf(mac);
-      const e = mine ? this.pool.get(mine) : undefined;
-      if (e && e.state === 'offered') this.record({ ...e, state: 'released', expires_at: now, updated_at: now });
-      this.counters.ignored++;
-      this.note('debug', m, 'the client chose another server', { server_id: m.serverId });
-      return;
+    const d = decideRequest(m, this.pool, this.iface.ip, this.ifaceOnSubnet, now);
+    switch (d.kind) {
+      case 'other-server': {
+        const mine = this.pool.addressOf(m.mac!);
+        const e = mine ? this.pool.get(mine) : undefined;
+        if (e && e.state === 'offered') this.record({ ...e, state: 'released', expires_at: now, updated_at: now });
+        this.counters.ignored++;
+        this.note('debug', m, 'the client chose another server', { server_id: m.serverId });
+        return;
+      }
+      case 'ignore':
+        this.counters.ignored++;
+        if (d.why) this.note('debug', m, d.why);
+        return;
+      case 'ack':
+        return this.ack(m, at, d.ip, now);
+      case 'nak':
+        return this.nak(m, at, d.why, d.ip);
+      case 'silent':
+        this.counters.ignored++;
+        this.note('debug', m, 'no record of this client: silent (RFC 2131 §4.3.2)', { ip: d.ip, state: d.state });
     }
-    const relayed = m.giaddr !== ZERO;
-    let ip: string | undefined;
-    let state: 'selecting' | 'init-reboot' | 'renewing';
-    if (m.serverId !== undefined) {
-      state = 'selecting';
-      ip = m.requestedIp ?? (m.ciaddr !== ZERO ? m.ciaddr : undefined);
-    } else if (m.requestedIp !== undefined && m.ciaddr === ZERO) {
-      state = 'init-reboot';
-      ip = m.requestedIp;
-    } else if (m.ciaddr !== ZERO) {
-      state = 'renewing';
-      ip = m.ciaddr;
-    } else {
-      this.counters.ignored++;
-      this.note('debug', m, 'DHCPREQUEST with neither a requested address nor ciaddr: ignored');
-      return;
-    }
-    if (!ip || !net.isIPv4(ip)) {
-      this.counters.ignored++;
-      return;
-    }
-    const n = ipToInt(ip);
-    const e = this.pool.get(ip);
-    const known = this.pool.addressOf(mac);
-    if (state === 'selecting') {
-      if (this.pool.freeFor(n, mac, now)) return this.ack(m, at, ip, now);
-      return this.nak(m, at, 'the address is not free for this client', ip);
-    }
-    // INIT-REBOOT / RENEWING / REBINDING
-    if (!this.pool.onSubnet(ip) || (!relayed && !this.ifaceOnSubnet)) return this.nak(m, at, 'the address is on another network', ip);
-    if (e && e.mac === mac && e.state !== 'declined' && this.pool.freeFor(n, mac, now)) return this.ack(m, at, ip, now);
-    if (e && e.mac !== mac && e.state !== 'released' && e.expires_at > now) return this.nak(m, at, 'the address belongs to another client', ip);
-    if (known !== undefined && known !== ip) return this.nak(m, at, `the client's address is ${known}`, ip);
-    if (e && e.mac === mac) return this.nak(m, at, 'the address is not free any more', ip);
-    this.counters.ignored++;
-    this.note('debug', m, 'no record of this client: silent (RFC 2131 §4.3.2)', { ip, state });
   }
 
   private ack(m: DhcpMessage, at: Arrival, ip: string, now: number): void {
@@ -592,39 +568,31 @@ export class DhcpServer implements Service {
 
   private decline(m: DhcpMessage): void {
     const now = Date.now();
-    if (m.serverId !== undefined && m.serverId !== this.iface.ip) {
+    const d = decideLetGo(m, this.pool, this.iface.ip);
+    if (d.kind === 'ignore') {
       this.counters.ignored++;
+      if (d.why) this.note('debug', m, d.why, { ip: d.ip });
       return;
     }
-    const ip = m.requestedIp;
-    const e = ip ? this.pool.get(ip) : undefined;
-    if (!ip || !e || e.mac !== m.mac) {
-      this.counters.ignored++;
-      this.note('debug', m, 'DHCPDECLINE of an address this client does not hold: ignored', { ip });
-      return;
-    }
+    const e = this.pool.get(d.ip)!;
     const hold = Math.max(MIN_DECLINE_HOLD_MS, this.settings.dhcpServer.leaseTimeMs);
     this.record({ ...e, state: 'declined', expires_at: now + hold, updated_at: now });
-    this.endLease(m.mac!, ip, now);
-    this.note('warn', m, 'address declined by the client: another host may be using it; it stays out of the pool', { ip, until: new Date(now + hold).toISOString() });
+    this.endLease(m.mac!, d.ip, now);
+    this.note('warn', m, 'address declined by the client: another host may be using it; it stays out of the pool', { ip: d.ip, until: new Date(now + hold).toISOString() });
   }
 
   private release(m: DhcpMessage): void {
     const now = Date.now();
-    if (m.serverId !== undefined && m.serverId !== this.iface.ip) {
+    const d = decideLetGo(m, this.pool, this.iface.ip);
+    if (d.kind === 'ignore') {
       this.counters.ignored++;
+      if (d.why) this.note('debug', m, d.why, { ip: d.ip });
       return;
     }
-    const ip = m.ciaddr;
-    const e = ip !== ZERO ? this.pool.get(ip) : undefined;
-    if (!e || e.mac !== m.mac || e.state !== 'bound') {
-      this.counters.ignored++;
-      this.note('debug', m, 'DHCPRELEASE of an address this client does not hold: ignored', { ip });
-      return;
-    }
+    const e = this.pool.get(d.ip)!;
     this.record({ ...e, state: 'released', expires_at: now, updated_at: now });
-    this.endLease(m.mac!, ip, now);
-    this.note('info', m, 'lease released', { ip });
+    this.endLease(m.mac!, d.ip, now);
+    this.note('info', m, 'lease released', { ip: d.ip });
   }
 
   /** The `leases` row (the guard's proof) ends now, if it is this address (written, or about to be). */
