@@ -46,6 +46,7 @@ export interface AppOptions {
 export class App {
   private config: Config;
   private gen = 1;
+  private configLoadedAt = new Date().toISOString();
   /** the configuration generation: 1 at start, +1 at every accepted reload */
   get generation(): number {
     return this.gen;
@@ -171,7 +172,6 @@ export class App {
         throw e;
       }
     }
-    this.noteRunningConfig();
     const facts: Record<string, string> = {};
     for (const svc of this.services) Object.assign(facts, svc.describe?.() ?? {});
     this.log.info('apsd ready', {
@@ -187,8 +187,11 @@ export class App {
   }
 
   /** What runs, on which interface, since when, the last error (`apsctl status`, systemd STATUS). */
-  status(): { listen: { http: string[]; https: string[]; tftp: string[] }; services: ServiceStatus[] } {
+  status(): { listen: { http: string[]; https: string[]; tftp: string[] }; services: ServiceStatus[]; configFingerprint: string; configLoadedAt: string } {
     return {
+      // which configuration apsd serves from, for apsctl to compare with the files (src/cli/context.ts warnIfStale)
+      configFingerprint: this.config.fingerprint,
+      configLoadedAt: this.configLoadedAt,
       listen: {
         http: this.http?.addresses().map(formatHostPort) ?? [],
         https: this.https?.addresses().map(formatHostPort) ?? [],
@@ -220,7 +223,7 @@ export class App {
     for (const w of next.warnings) this.log.warn(w);
     this.warnFirmware(next);
     for (const svc of this.services) svc.reload?.();
-    this.noteRunningConfig();
+    this.configLoadedAt = new Date().toISOString();
     this.log.info('configuration reloaded', { generation: this.generation, templates: next.templates.size, extensions: next.extensions.size, tenants: next.tenants.size });
     return { ok: true };
   }
@@ -231,15 +234,6 @@ export class App {
       for (const e of checkTemplateFirmware(config.templates.values(), new FirmwareStore(this.store).images(), config.settings.server.firmwareDir).errors) this.log.warn(e);
     } catch (e) {
       this.log.warn('cannot check template firmware against the catalogue', { err: describeError(e) });
-    }
-  }
-
-  /** Which configuration apsd serves from, for apsctl to compare with the files (src/cli/context.ts warnIfStale). */
-  private noteRunningConfig(): void {
-    try {
-      this.store.setMeta({ 'apsd.pid': String(process.pid), 'config.fingerprint': this.config.fingerprint, 'config.loaded_at': new Date().toISOString(), 'config.generation': String(this.gen) });
-    } catch (e) {
-      this.log.warn('cannot note the running configuration in the state database', { err: describeError(e) });
     }
   }
 

@@ -136,6 +136,8 @@ async function main(): Promise<number> {
       app.log.info('SIGHUP: reloading configuration');
       const r = app.reload();
       sd.sendStatus(r.ok ? `configuration generation ${app.generation}` : `reload refused: ${r.error}`);
+      // apsctl compares the files with what apsd runs: say at once that it runs the new ones
+      if (r.ok) publishStatus();
     });
     const stop = (sig: string) => {
       if (stopping) return;

@@ -106,7 +106,7 @@ function deviceAdd(ctx: Ctx, pos: string[], o: Record<string, string | boolean |
   const store = openStore(ctx);
   // no line yet: the unprovisioned stage (its own unprov account) until a line is set or a PIN registers it
   const d = store.addDevice({ mac, tenant, vendor: vendor.id, model: model.id, template: tpl.name, label: (o.label as string) ?? '', state: 'unprovisioned', source: 'cli' });
-  warnIfStale(ctx, store);
+  warnIfStale(ctx);
   if (ctx.json) out(JSON.stringify(deviceJson(d, store), null, 2) + '\n');
   else {
     out(`added ${macColon(mac)}: ${vendor.name} ${model.id}, tenant ${tenant}, template ${tpl.name}\n`);
@@ -197,7 +197,7 @@ function deviceSet(ctx: Ctx, pos: string[], o: Record<string, string | boolean |
   });
   if (ctx.json) out(JSON.stringify(deviceJson(next, store), null, 2) + '\n');
   else out(`${macColon(mac)}: ${next.vendor} ${next.model}, tenant ${next.tenant}, template ${next.template ?? '-'}, label ${next.label || '-'}\n`);
-  warnIfStale(ctx, store);
+  warnIfStale(ctx);
 }
 
 function deviceTie(ctx: Ctx, pos: string[], o: Record<string, string | boolean | undefined>) {
@@ -259,7 +259,7 @@ function lineSet(ctx: Ctx, pos: string[], o: Record<string, string | boolean | u
   assignLine(store, d.tenant, { mac, idx, extension, label: (o.label as string) ?? '', cid_source: cid, local_port: lp, srtp: o.srtp === true });
   if (ctx.json) out(JSON.stringify(deviceJson(store.device(mac)!, store), null, 2) + '\n');
   else out(`line ${idx} of ${macColon(mac)} is extension ${extension} (${ext.name || ext.number})\n`);
-  warnIfStale(ctx, store);
+  warnIfStale(ctx);
 }
 
 function lineRemove(ctx: Ctx, pos: string[]) {

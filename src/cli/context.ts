@@ -5,6 +5,7 @@
  * apsctl loads every module in that folder, so an area adds its commands without touching
  * apsctl.ts.
  */
+import { readStatus } from '../servers/status-file.js';
 import type { ParseArgsConfig } from 'node:util';
 import type { Config } from '../config/index.js';
 import { ApsError } from '../errors.js';
@@ -53,19 +54,20 @@ export function needDevice(store: Store, mac: Mac): DeviceRow {
 
 /**
  * Changes to /etc/aps reach the phones once apsd has reloaded: when apsd (alive) runs another
- * configuration than the files apsctl just read, say the one command that makes it so.
+ * configuration than the files apsctl just read (its status file says which), say the one
+ * command that makes it so.
  */
-export function warnIfStale(ctx: Ctx, store: Store): void {
-  const fp = store.meta('config.fingerprint');
-  const pid = Number(store.meta('apsd.pid') ?? 0);
-  if (!fp || !pid || fp === ctx.config.fingerprint || !alive(pid)) return;
+export function warnIfStale(ctx: Ctx): void {
+  const st = readStatus(ctx.config.settings.server.stateDir);
+  if (!st?.configFingerprint || st.configFingerprint === ctx.config.fingerprint || !alive(st.pid)) return;
   process.stderr.write(
-    `note: apsd (pid ${pid}) runs the configuration it loaded at ${store.meta('config.loaded_at') ?? '?'}, not the files as they are now:\n` +
-      `      run "systemctl reload apsd" (or kill -HUP ${pid}) so that phones get this change at their next fetch\n`,
+    `note: apsd (pid ${st.pid}) runs the configuration it loaded at ${st.configLoadedAt}, not the files as they are now:\n` +
+      `      run "systemctl reload apsd" (or kill -HUP ${st.pid}) so that phones get this change at their next fetch\n`,
   );
 }
 
-function alive(pid: number): boolean {
+/** Whether a process of that pid exists (EPERM: it does, under another user). */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -15,6 +15,9 @@ export interface DaemonStatus {
   started: string;
   updated: string;
   config: string;
+  /** the fingerprint of the configuration files apsd runs (src/config/index.ts), and when it loaded them */
+  configFingerprint: string;
+  configLoadedAt: string;
   listen: { http: string[]; https: string[]; tftp: string[] };
   services: ServiceStatus[];
 }

@@ -292,18 +292,6 @@ export class Store {
     return this.db.transaction(fn).immediate();
   }
 
-  /** A fact about the running daemon (the configuration it runs, its pid …), for apsctl. */
-  meta(key: string): string | undefined {
-    return (this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value;
-  }
-
-  setMeta(values: Record<string, string>): void {
-    const put = this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
-    this.transaction(() => {
-      for (const [k, v] of Object.entries(values)) put.run(k, v);
-    }, { keepCache: true });
-  }
-
   /** Every lease apsd knows: captured ones, and the built-in server's bound and offered ones. */
   leaseList(): { mac: string; ip: string; interface: string; source: string; expires_at: number; state: string }[] {
     return [

@@ -150,7 +150,6 @@ export const MIGRATIONS: string[] = [
   ALTER TABLE devices ADD COLUMN seen_proto TEXT;
   -- a DECT base of a multicell system that is served the configuration of another base (its primary)
   ALTER TABLE devices ADD COLUMN shares_with TEXT REFERENCES devices (mac) ON DELETE SET NULL;
-  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
   -- a phone without any line is in the unprovisioned stage (its own unprov account)
   UPDATE devices SET state = 'unprovisioned' WHERE state = 'provisioned' AND NOT EXISTS (SELECT 1 FROM lines l WHERE l.mac = devices.mac);
   `,

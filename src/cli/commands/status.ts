@@ -6,16 +6,7 @@
 import { readStatus, statusPath } from '../../servers/status-file.js';
 import { ApsError } from '../../errors.js';
 import { table } from '../table.js';
-import { out, type CliCommand } from '../context.js';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+import { alive, out, type CliCommand } from '../context.js';
 
 export const commands: CliCommand[] = [
   {
