@@ -12,6 +12,7 @@
  * Every load is bounded in time (wrk -d, the downloads stop with it). APS_BENCH_QUICK=1: 3 s runs.
  * Prints a summary and one JSON line ("json: {...}").
  */
+import { APSD, rssMb, startApsd } from './lib/apsd.js';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -24,7 +25,6 @@ import { Store } from '../src/store/index.js';
 import type { Mac } from '../src/mac.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const APSD = path.join(ROOT, 'dist/src/daemon.js');
 // the team's wrk/paths.lua: beside the repository, or two levels up from a worktree
 const BENCH = path.resolve(process.env.APS_BENCH_DIR ?? [path.join(ROOT, '../shared/bench'), path.join(ROOT, '../../shared/bench')].find((d) => fs.existsSync(d)) ?? path.join(ROOT, '../shared/bench'));
 const QUICK = process.env.APS_BENCH_QUICK === '1';
@@ -36,9 +36,6 @@ const IMAGE = 30 * 1024 * 1024;
 const log = (s: string) => process.stdout.write(s + '\n');
 const macOf = (i: number) => ('805ec0' + i.toString(16).padStart(6, '0')) as Mac;
 
-function rssMb(pid: number): number {
-  return Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
-}
 
 async function freePort(): Promise<number> {
   const s = net.createServer();
@@ -67,30 +64,6 @@ function makeSite(): { dir: string; cfg: string; state: string } {
   fs.writeFileSync(path.join(state, 'firmware/firmware-30m.bin'), crypto.randomBytes(IMAGE));
   fs.writeFileSync(path.join(dir, 'paths.txt'), Array.from({ length: DEVICES }, (_, i) => `/provisioning/${macOf(i)}.cfg`).join('\n') + '\n');
   return { dir, cfg, state };
-}
-
-async function startApsd(cfg: string): Promise<{ proc: ChildProcess; http: string }> {
-  const prof = process.env.APS_BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.APS_BENCH_PROF] : [];
-  const p = spawn(process.execPath, [...prof, APSD, '--config', cfg, '--http-listen', '127.0.0.1:0', '--tftp-listen', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, JOURNAL_STREAM: '' } });
-  let buf = '';
-  const ready = await new Promise<string>((resolve, reject) => {
-    const t = setTimeout(() => {
-      p.kill('SIGKILL');
-      reject(new Error('apsd not ready in 30 s: ' + buf));
-    }, 30_000);
-    p.stderr!.on('data', (d) => {
-      buf += d;
-      const m = /.*apsd ready.*/.exec(buf);
-      if (m) {
-        clearTimeout(t);
-        resolve(m[0]);
-      }
-    });
-    p.on('exit', (c) => reject(new Error(`apsd exited ${c}: ${buf}`)));
-  });
-  p.stderr!.removeAllListeners('data');
-  p.stderr!.resume();
-  return { proc: p, http: /http=([0-9.:]+)/.exec(ready)![1] };
 }
 
 async function startNginx(dir: string, image: string): Promise<{ proc: ChildProcess; http: string } | null> {

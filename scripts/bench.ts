@@ -14,6 +14,7 @@
  * tftpbench.c, built into a temp dir); APS_BENCH_DIR points elsewhere. Everything targets
  * 127.0.0.1, and every load is bounded in count and time.
  */
+import { APSD, rssMb, startApsd } from './lib/apsd.js';
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -27,7 +28,6 @@ import { Renderer } from '../src/render/index.js';
 import type { Mac } from '../src/mac.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const APSD = path.join(ROOT, 'dist/src/daemon.js');
 const BENCH = path.resolve(process.env.APS_BENCH_DIR ?? path.join(ROOT, '../shared/bench'));
 const QUICK = process.env.APS_BENCH_QUICK === '1';
 /** APS_BENCH_ONLY=http-close,http-ka,tftp,firmware,big,discovery,dhcp,firmware-http,soak runs only those parts */
@@ -80,46 +80,6 @@ function addLeases(state: string, devices: number) {
     for (let i = 0; i < devices; i++) store.putLease({ mac: macOf(i), ip: '127.0.0.1', interface: 'lo', source: 'bench', expires_at: now + 3600_000, seen_at: now });
   })();
   store.close();
-}
-
-interface Running {
-  pid: number;
-  http: string;
-  tftp: string;
-  readyMs: number;
-  stop(): Promise<void>;
-}
-
-async function startApsd(cfg: string): Promise<Running> {
-  const t0 = process.hrtime.bigint();
-  const prof = process.env.APS_BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.APS_BENCH_PROF] : [];
-  const p = spawn(process.execPath, [...prof, APSD, '--config', cfg, '--http-listen', '127.0.0.1:0', '--tftp-listen', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, JOURNAL_STREAM: '' } });
-  let buf = '';
-  const ready = await new Promise<string>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('apsd not ready in 30 s: ' + buf)), 30_000);
-    p.stderr!.on('data', (d) => {
-      buf += d;
-      const m = /.*apsd ready.*/.exec(buf);
-      if (m) {
-        clearTimeout(t);
-        resolve(m[0]);
-      }
-    });
-    p.on('exit', (c) => reject(new Error(`apsd exited ${c}: ${buf}`)));
-  });
-  const readyMs = Number(process.hrtime.bigint() - t0) / 1e6;
-  p.stderr!.on('data', () => {});
-  return {
-    pid: p.pid!, readyMs,
-    http: /http=([0-9.:]+)/.exec(ready)![1],
-    tftp: /tftp=([0-9.:]+)/.exec(ready)![1],
-    stop: () => new Promise((r) => { p.on('exit', () => r()); p.kill('SIGTERM'); }),
-  };
-}
-
-function rssMb(pid: number): number {
-  const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+)/.exec(s)![1]) / 1024;
 }
 
 function cpuSeconds(pid: number): number {
