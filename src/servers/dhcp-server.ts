@@ -468,10 +468,10 @@ export class DhcpServer implements Service {
         return this.request(m, at);
       case 'DECLINE':
         this.counters.decline++;
-        return this.decline(m);
+        return this.letGo(m);
       case 'RELEASE':
         this.counters.release++;
-        return this.release(m);
+        return this.letGo(m);
       default:
         this.counters.ignored++;
         this.note('debug', m, 'a server message type from a client: ignored');
@@ -566,7 +566,8 @@ export class DhcpServer implements Service {
     this.reply(m, at, 'NAK', ZERO, true, why);
   }
 
-  private decline(m: DhcpMessage): void {
+  /** DECLINE: the address stays out of the pool for max(lease time, 10 min); RELEASE: it is free again (and kept as the client's previous one). */
+  private letGo(m: DhcpMessage): void {
     const now = Date.now();
     const d = decideLetGo(m, this.pool, this.iface.ip);
     if (d.kind === 'ignore') {
@@ -575,24 +576,12 @@ export class DhcpServer implements Service {
       return;
     }
     const e = this.pool.get(d.ip)!;
-    const hold = Math.max(MIN_DECLINE_HOLD_MS, this.settings.dhcpServer.leaseTimeMs);
-    this.record({ ...e, state: 'declined', expires_at: now + hold, updated_at: now });
+    const declined = m.type === 'DECLINE';
+    const until = declined ? now + Math.max(MIN_DECLINE_HOLD_MS, this.settings.dhcpServer.leaseTimeMs) : now;
+    this.record({ ...e, state: declined ? 'declined' : 'released', expires_at: until, updated_at: now });
     this.endLease(m.mac!, d.ip, now);
-    this.note('warn', m, 'address declined by the client: another host may be using it; it stays out of the pool', { ip: d.ip, until: new Date(now + hold).toISOString() });
-  }
-
-  private release(m: DhcpMessage): void {
-    const now = Date.now();
-    const d = decideLetGo(m, this.pool, this.iface.ip);
-    if (d.kind === 'ignore') {
-      this.counters.ignored++;
-      if (d.why) this.note('debug', m, d.why, { ip: d.ip });
-      return;
-    }
-    const e = this.pool.get(d.ip)!;
-    this.record({ ...e, state: 'released', expires_at: now, updated_at: now });
-    this.endLease(m.mac!, d.ip, now);
-    this.note('info', m, 'lease released', { ip: d.ip });
+    if (declined) this.note('warn', m, 'address declined by the client: another host may be using it; it stays out of the pool', { ip: d.ip, until: new Date(until).toISOString() });
+    else this.note('info', m, 'lease released', { ip: d.ip });
   }
 
   /** The `leases` row (the guard's proof) ends now, if it is this address (written, or about to be). */
