@@ -187,14 +187,14 @@ export class Guard {
   }
 
   /** Whether `ip` holds the current DHCP lease of `mac` inside trusted_subnets, and in words why or why not. */
-  leaseProof(mac: Mac, ip: string, now = Date.now()): { ok: boolean; says: string } {
+  leaseProof(mac: Mac, ip: string, now = Date.now()): { ok: true } | { ok: false; says: string } {
     const l = this.deps.store.lease(mac);
     const trusted = this.deps.settings().security.trustedSubnets;
     if (!l) return { ok: false, says: 'no DHCP lease is known for this MAC' };
     if (l.ip !== ip) return { ok: false, says: `the lease of this MAC is held by ${l.ip}, not ${ip}` };
     if (l.expires_at <= now) return { ok: false, says: `the lease expired at ${new Date(l.expires_at).toISOString()}` };
     if (!trusted.has(ip)) return { ok: false, says: `${ip} holds the lease but is outside trusted_subnets (${trusted.text || 'empty'})` };
-    return { ok: true, says: `${ip} holds the lease until ${new Date(l.expires_at).toISOString()}: that is proof` };
+    return { ok: true };
   }
 
   holdsLease(mac: Mac, ip: string, now = Date.now()): boolean {

@@ -66,31 +66,32 @@ export interface RequestContext {
 
 export function provide(deps: ProviderDeps, rawName: string, ctx: RequestContext, prove: (mac: Mac) => Proof): Outcome {
   const trace: TraceStep[] = [];
-  const say = (step: TraceStep['step'], says: string) => trace.push({ step, says });
+  // the reasons are words for apsctl explain: built only when it asks (dry run), never on a phone's request
+  const say = ctx.dryRun ? (step: TraceStep['step'], says: () => string) => void trace.push({ step, says: says() }) : () => undefined;
   const ban = deps.guard.banned(ctx.ip);
   if (ban) {
-    say('ban', `${ctx.ip} is banned until ${new Date(ban.until).toISOString()} (${ban.reason}); lift with: apsctl ban lift ${ctx.ip}`);
+    say('ban', () => `${ctx.ip} is banned until ${new Date(ban.until).toISOString()} (${ban.reason}); lift with: apsctl ban lift ${ctx.ip}`);
     return { kind: 'banned', until: ban.until, reason: ban.reason, trace };
   }
-  say('ban', `${ctx.ip} is not banned${deps.guard.exempt(ctx.ip) ? ' (trusted_subnets/allow: never banned)' : ''}`);
+  say('ban', () => `${ctx.ip} is not banned${deps.guard.exempt(ctx.ip) ? ' (trusted_subnets/allow: never banned)' : ''}`);
   const firmwareDir = deps.firmwareDir();
   const r = resolveName(rawName, deps.registry(), firmwareDir);
   if (r.kind === 'refused') {
-    say('name', `refused: ${r.reason}`);
+    say('name', () => `refused: ${r.reason}`);
     return { ...r, trace };
   }
   if (r.kind === 'notfound') {
-    say('name', `"${rawName.slice(0, 200)}" is no vendor file name and no file in firmware_dir (${firmwareDir})`);
+    say('name', () => `"${rawName.slice(0, 200)}" is no vendor file name and no file in firmware_dir (${firmwareDir})`);
     return { ...r, trace };
   }
   if (r.kind === 'firmware') {
-    say('name', `a file in firmware_dir: ${r.path} (${r.size} bytes), served as it is`);
+    say('name', () => `a file in firmware_dir: ${r.path} (${r.size} bytes), served as it is`);
     return { kind: 'firmware', path: r.path, size: r.size, file: r.name, trace };
   }
-  say('name', `"${r.name}" is ${r.matches.map((m) => `${m.file.vendor.name} ${m.file.spec.name}${m.file.spec.secrets ? ' (holds secrets)' : ''}`).join(' or ')}`);
+  say('name', () => `"${r.name}" is ${r.matches.map((m) => `${m.file.vendor.name} ${m.file.spec.name}${m.file.spec.secrets ? ' (holds secrets)' : ''}`).join(' or ')}`);
   const common = r.matches.find((m) => m.file.scope !== 'device');
   if (common) {
-    say('device', `a file common to ${common.model ? `every ${common.file.vendor.name} ${common.model.id}` : `every ${common.file.vendor.name} phone`}: no device, no secrets, no proof needed`);
+    say('device', () => `a file common to ${common.model ? `every ${common.file.vendor.name} ${common.model.id}` : `every ${common.file.vendor.name} phone`}: no device, no secrets, no proof needed`);
     const out = render(deps, common, undefined, r.name, undefined, trace);
     if (common.model) out.named = { model: { vendor: common.file.vendor.id, id: common.model.id } };
     return out;
@@ -98,7 +99,7 @@ export function provide(deps: ProviderDeps, rawName: string, ctx: RequestContext
   const mac = r.matches[0].mac!;
   const named = { mac };
   const uaWhy = deps.guard.checkUserAgent(ctx.ip, ctx.proto, mac, ctx.userAgent, !ctx.dryRun);
-  if (uaWhy) say('user-agent', `${uaWhy}: counts as an offence against ${ctx.ip}`);
+  if (uaWhy) say('user-agent', () => `${uaWhy}: counts as an offence against ${ctx.ip}`);
   // The OUI (public, fixed) narrows which vendor's file this is; proof for a file with secrets
   // is checked before the device lookup is revealed, so that a prober without proof cannot
   // tell a known MAC from an unknown one (both get the same refusal). The miss still counts.
@@ -117,17 +118,18 @@ export function provide(deps: ProviderDeps, rawName: string, ctx: RequestContext
     if (p.ok && !ctx.dryRun) deps.guard.proved(ctx.ip, mac);
   };
   if (unknown) {
-    say('device', `${macColon(mac)} is not a device (apsctl device list): without proof the MAC counts against ${ctx.ip}, as a known one would`);
+    say('device', () => `${macColon(mac)} is not a device (apsctl device list): without proof the MAC counts against ${ctx.ip}, as a known one would`);
   } else {
     const d = picked.device!;
-    say('device', `${macColon(mac)}: ${deps.registry().get(d.vendor)?.name ?? d.vendor} ${d.model}, tenant ${d.tenant}, template ${d.template ?? '(none: built-in defaults)'}, state ${d.state}`);
+    say('device', () => `${macColon(mac)}: ${deps.registry().get(d.vendor)?.name ?? d.vendor} ${d.model}, tenant ${d.tenant}, template ${d.template ?? '(none: built-in defaults)'}, state ${d.state}`);
   }
   let proof: Proof | undefined;
   if (likely.some((m) => m.file.spec.secrets)) {
     proof = prove(mac);
     provedBy(proof);
     if (!proof.ok) {
-      say('proof', `a name that may hold secrets needs proof before the device is looked up (so that probing learns nothing): ${proofSays(proof, trace)}`);
+      const failed = proof;
+      say('proof', () => `a name that may hold secrets needs proof before the device is looked up (so that probing learns nothing): ${proofSays(failed, trace)}`);
       unproved();
       return { kind: 'noproof', proof, mac, file: r.name, trace, named };
     }
@@ -141,12 +143,13 @@ export function provide(deps: ProviderDeps, rawName: string, ctx: RequestContext
     provedBy(proof);
     if (!proof.ok) {
       unproved();
-      say('proof', `${picked.match.file.spec.name} holds secrets: ${proofSays(proof, trace)}`);
+      const failed = proof;
+      say('proof', () => `${picked.match.file.spec.name} holds secrets: ${proofSays(failed, trace)}`);
       return { kind: 'noproof', proof, mac, file: r.name, trace, named };
     }
   }
-  if (proof?.ok) say('proof', `proved by ${proof.by}`);
-  else if (!picked.match.file.spec.secrets) say('proof', `${picked.match.file.spec.name} holds no secrets: no proof needed`);
+  if (proof?.ok) say('proof', () => `proved by ${proof.by}`);
+  else if (!picked.match.file.spec.secrets) say('proof', () => `${picked.match.file.spec.name} holds no secrets: no proof needed`);
   const out = render(deps, picked.match, d, r.name, proof, trace);
   out.named = named;
   return out;
