@@ -133,25 +133,41 @@ export class VendorRegistry {
     return this.byOui.get(macOui(mac));
   }
 
+  private readonly uaCache = new Map<string, Identification[]>();
+
+  /**
+   * What a User-Agent says, remembered: the guard, the fetch log and the inventory all ask it of
+   * every request, and a phone sends the same string each time (bounded to 10,000 strings).
+   */
+  private byUserAgent(ua: string): Identification[] {
+    const hit = this.uaCache.get(ua);
+    if (hit) return hit;
+    const out: Identification[] = [];
+    for (const v of this.vendors.values()) {
+      for (const re of v.uaRes) {
+        const m = re.exec(ua);
+        if (!m) continue;
+        const g = m.groups ?? {};
+        const model = g.model ? v.modelByKey.get(modelKey(g.model))?.id : undefined;
+        const macHex = g.mac ? g.mac.replace(/[^0-9a-fA-F]/g, '').toLowerCase() : '';
+        out.push({
+          vendor: v.id, model, version: g.version, confidence: Confidence.userAgent, by: 'userAgent',
+          mac: macHex.length === 12 ? (macHex as Mac) : undefined,
+        });
+        break;
+      }
+    }
+    if (this.uaCache.size >= 10_000) this.uaCache.clear();
+    // shared by every caller: read only
+    for (const i of out) Object.freeze(i);
+    this.uaCache.set(ua, out);
+    return out;
+  }
+
   /** Every identification the evidence supports, best first. */
   identify(e: { mac?: Mac; vendorClass?: string; userAgent?: string }): Identification[] {
     const out: Identification[] = [];
-    if (e.userAgent) {
-      for (const v of this.vendors.values()) {
-        for (const re of v.uaRes) {
-          const m = re.exec(e.userAgent);
-          if (!m) continue;
-          const g = m.groups ?? {};
-          const model = g.model ? v.modelByKey.get(modelKey(g.model))?.id : undefined;
-          const macHex = g.mac ? g.mac.replace(/[^0-9a-fA-F]/g, '').toLowerCase() : '';
-          out.push({
-            vendor: v.id, model, version: g.version, confidence: Confidence.userAgent, by: 'userAgent',
-            mac: macHex.length === 12 ? (macHex as Mac) : undefined,
-          });
-          break;
-        }
-      }
-    }
+    if (e.userAgent) out.push(...this.byUserAgent(e.userAgent));
     if (e.vendorClass !== undefined) {
       for (const v of this.vendors.values()) {
         for (const vc of v.vendorClasses) {
