@@ -203,11 +203,6 @@ export class Inventory {
     }
   }
 
-  /** A User-Agent seen on a request from `ip` for a file of `mac`: the strongest identification. */
-  observeUserAgent(mac: Mac, userAgent: string, ip: string): ObserveResult {
-    return this.observe({ mac, source: 'http', at: this.now(), userAgent, clientIp: ip });
-  }
-
   private apply(s: Sighting, effects: Effect[]): ObserveResult {
     const { store, log } = this.deps;
     const settings = this.deps.settings();

@@ -14,7 +14,7 @@ export function tftpResolver(deps: ProviderDeps & { guard: Guard; log: Logger; f
     const out = provide(deps, req.file, { proto: 'tftp', ip }, (mac) => deps.guard.tftp(ip, mac));
     const log = deps.log;
     if (out.named && deps.fetches) {
-      const answer = out.kind === 'rendered' || out.kind === 'firmware' ? 'ok' : out.kind === 'banned' ? 'silent' : `error ${Refusals[out.kind === 'noproof' ? 'noproof' : out.kind === 'notfound' ? 'notfound' : out.kind === 'refused' ? 'refused' : 'error'].tftp}`;
+      const answer = out.kind === 'rendered' || out.kind === 'firmware' ? 'ok' : out.kind === 'banned' ? 'silent' : `error ${Refusals[out.kind].tftp}`;
       deps.fetches.record({ at: Date.now(), ip, proto: 'tftp', file: req.file, answer, proof: out.kind === 'rendered' && out.proof?.ok ? out.proof.by : undefined, mac: out.named.mac, model: out.named.model });
     }
     switch (out.kind) {
