@@ -149,11 +149,6 @@ export class FetchLog {
     }
   }
 
-  /** What a device fetched last, newest first. */
-  recent(mac: Mac, limit = 20) {
-    return this.observations.recent(mac, limit);
-  }
-
   close(): void {
     this.flush();
   }

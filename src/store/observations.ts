@@ -53,11 +53,6 @@ export class Observations {
         'DELETE FROM observations WHERE mac = ? AND id <= (SELECT id FROM observations WHERE mac = ? ORDER BY id DESC LIMIT 1 OFFSET ?)',
       ),
       expire: db.prepare<[number]>('DELETE FROM observations WHERE at < ?'),
-      count: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM observations'),
-      countMac: db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM observations WHERE mac = ?'),
-      firmwares: db.prepare<[], { vendor: string; model: string; firmware: string | null; n: number }>(
-        'SELECT vendor, model, firmware, count(*) AS n FROM devices GROUP BY vendor, model, firmware ORDER BY vendor, model, firmware',
-      ),
     };
   }
 
@@ -92,9 +87,5 @@ export class Observations {
   /** The last `limit` fetches of a device, newest first. */
   recent(mac: Mac, limit = 20): ObservationRow[] {
     return this.q.recent.all(mac, limit);
-  }
-
-  count(mac?: Mac): number {
-    return (mac ? this.q.countMac.get(mac)! : this.q.count.get()!).n;
   }
 }
