@@ -57,13 +57,14 @@ export function buildView(input: ViewInput, out: ViewWarnings = { warnings: [] }
   const disabled = device?.state === 'disabled';
   const unprovisioned = device?.state === 'unprovisioned' || disabled;
   // what the vendor, the model's family, its parameter table or the model itself has no setting for
-  const familyUnsupported = [...(family?.unsupported ?? []), ...(vendor.params?.[model.params ?? 'default']?.unsupported ?? [])];
-  const unsupported = new Set([...(vendor.unsupported ?? []), ...familyUnsupported, ...(model.unsupported ?? [])]);
+  const unsupported = new Set([
+    ...(vendor.unsupported ?? []), ...(family?.unsupported ?? []), ...(vendor.params?.[model.params ?? 'default']?.unsupported ?? []), ...(model.unsupported ?? []),
+  ]);
   // a model without keys (a DECT base, an entry phone) takes no DSS keys; a vendor without modules, no module keys
   if (model.keys === 0) unsupported.add('dsskeys.keyN');
   if (!vendor.expansionModules?.length) unsupported.add('dsskeys.expansion_module');
   const usage = { lines: unprovisioned ? [] : input.lines ?? [], credentials: !!input.credentials, unprovisioned };
-  for (const w of unsupportedSet(vendor, model, template, [...familyUnsupported, ...(model.keys === 0 ? ['dsskeys.keyN'] : []), ...(!vendor.expansionModules?.length ? ['dsskeys.expansion_module'] : [])], usage)) out.warnings.push(w);
+  for (const w of unsupportedSet(vendor, model, template, unsupported, usage)) out.warnings.push(w);
   const dtmf = template.server.dtmfMode;
   const dtmfMapped = !unsupported.has('server.dtmf_mode') && (!maps.dtmfMode || maps.dtmfMode[dtmf] !== undefined);
   if (!unsupported.has('server.dtmf_mode') && !dtmfMapped) out.warnings.push(`server.dtmf_mode: ${vendor.name} has no "${dtmf}" key: left out`);
@@ -563,8 +564,7 @@ const camel = (k: string) => k.replace(/_([a-z])/g, (_, c: string) => c.toUpperC
  * Warnings for the settings this template sets (differently from the built-in default) that the
  * vendor or model has no parameter for: the template leaves them out.
  */
-export function unsupportedSet(vendor: Vendor, model: VendorModel, template: Template, family: readonly string[] = [], usage?: Parameters<(typeof OPTIONAL_KEYS)[string]>[1]): string[] {
-  const names = [...new Set([...(vendor.unsupported ?? []), ...family, ...(model.unsupported ?? [])])];
+export function unsupportedSet(vendor: Vendor, model: VendorModel, template: Template, names: Iterable<string>, usage?: Parameters<(typeof OPTIONAL_KEYS)[string]>[1]): string[] {
   const def = builtInTemplate() as unknown as Record<string, unknown>;
   const t = template as unknown as Record<string, unknown>;
   const out: string[] = [];
